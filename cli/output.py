@@ -1,0 +1,50 @@
+"""Printing results: rich tables for people, JSON for machines, notes on stderr."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import typer
+
+
+def note(message: str) -> None:
+    """A remark for the user that is not part of the result (stderr)."""
+    typer.echo(message, err=True)
+
+
+def print_json(payload: Any) -> None:
+    typer.echo(json.dumps(payload, indent=2, default=_jsonable, allow_nan=False))
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+    return str(value)
+
+
+def print_table(rows: list[dict], columns: list[str], title: str | None = None, caption: str | None = None) -> None:
+    """A rich table of ``rows`` restricted to ``columns``."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, caption=caption, caption_justify="left")
+    for column in columns:
+        numeric = bool(rows) and isinstance(rows[0].get(column), (int, float))
+        table.add_column(column, justify="right" if numeric else "left")
+    for row in rows:
+        table.add_row(*(format_value(row.get(c)) for c in columns))
+    Console(soft_wrap=True).print(table)

@@ -1,0 +1,106 @@
+"""Query commands: nearest, kl, models, info."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from llkl_db.cli import options
+from llkl_db.cli.errors import handle_errors
+from llkl_db.cli.output import format_value, note, print_json, print_table
+
+
+def _open(dataset: str | None, revision: str | None):
+    import llkl_db
+
+    return llkl_db.open(dataset, revision=revision)
+
+
+@handle_errors
+def nearest(
+    model: Annotated[str, typer.Argument(help="Model id or entry id to start from.")],
+    k: Annotated[int, typer.Option("-k", help="How many neighbours.")] = 10,
+    dataset: options.Dataset = None,
+    revision: options.Revision = None,
+    where: options.Where = None,
+    json: options.Json = False,
+) -> None:
+    """Entries nearest to MODEL by KL divergence, each with its standard error."""
+    result = _open(dataset, revision).nearest(model, k=k, where=where)
+    if result.note:
+        note(result.note)
+    if json:
+        print_json(result.to_dict())
+        return
+    rows = result.table.to_dicts()
+    for row in rows:
+        row["KL bits/byte"] = f"{row['kl_bpb']:.4g} ± {row['se_bpb']:.2g}"
+        row["KL nats/text"] = f"{row['kl_nats']:.4g} ± {row['se_nats']:.2g}"
+    print_table(
+        rows,
+        ["rank", "entry_id", "model_type", "KL bits/byte", "KL nats/text", "level"],
+        title=f"Nearest to {result.query}",
+        caption=result.scale,
+    )
+
+
+@handle_errors
+def kl(
+    a: Annotated[str, typer.Argument(help="First model or entry.")],
+    b: Annotated[str, typer.Argument(help="Second model or entry.")],
+    dataset: options.Dataset = None,
+    revision: options.Revision = None,
+    json: options.Json = False,
+) -> None:
+    """KL divergence between two entries, in bits/byte and nats/text, with standard errors."""
+    ds = _open(dataset, revision)
+    for name in (a, b):
+        resolved = ds.resolve(name)
+        if resolved.note:
+            note(resolved.note)
+    result = ds.kl(a, b)
+    if json:
+        print_json(result.to_dict())
+        return
+    typer.echo(f"KL({result.a}, {result.b})")
+    typer.echo(f"  {result.kl_bpb:.5g} ± {result.se_bpb:.2g} bits/byte   ({result.level}-level on the scale of arXiv 2505.15353)")
+    typer.echo(f"  {result.kl_nats:.5g} ± {result.se_nats:.2g} nats/text   (N = {result.n_texts} texts)")
+
+
+@handle_errors
+def models(
+    search: Annotated[str | None, typer.Option("--search", "-s", help="Case-insensitive substring of the model id.")] = None,
+    dataset: options.Dataset = None,
+    revision: options.Revision = None,
+    where: options.Where = None,
+    json: options.Json = False,
+) -> None:
+    """Models in the dataset, with how many entries (revisions, layers, variants) each has."""
+    table = _open(dataset, revision).filter(where).models(search)
+    if json:
+        print_json(table.to_dicts())
+        return
+    print_table(table.to_dicts(), table.columns, caption=f"{table.height} model(s)")
+
+
+@handle_errors
+def info(
+    dataset: options.Dataset = None,
+    revision: options.Revision = None,
+    json: options.Json = False,
+) -> None:
+    """Dataset version, text set, N texts, mean bytes B, K entries, clip threshold, size."""
+    facts = _open(dataset, revision).info()
+    if json:
+        print_json(facts)
+        return
+    width = max(map(len, facts))
+    for key, value in facts.items():
+        typer.echo(f"{key:<{width}}  {format_value(value)}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the query commands to ``app``."""
+    for command in (nearest, kl, models, info):
+        app.command()(command)

@@ -1,0 +1,232 @@
+"""A dataset of log-likelihood vectors and the queries users ask of it.
+
+``open`` reads the metadata and the entries (cheap); the K x N matrix is read on first use
+and cached, clipped and centred, for fast repeated queries.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from llkl_db import math as llmath
+from llkl_db.errors import LlklError
+from llkl_db.io.metadata import DatasetMetadata, read_metadata
+from llkl_db.io.source import resolve_source
+from llkl_db.io.vectors import FILE_COLUMN, TextSetKey, read_loglik, scan_entries, vector_files
+from llkl_db.resolve import Resolved, resolve
+from llkl_db.scale import level_of, scale_line
+
+
+def open(source: str | os.PathLike | None = None, revision: str | None = None) -> Dataset:  # noqa: A001
+    """Open a dataset: a local folder, ``hf://datasets/ORG/NAME[@REV]``, ``ORG/NAME`` (with
+    ``revision=``), or None for the dataset embedded in the package."""
+    root = resolve_source(source, revision)
+    metadata = read_metadata(root)
+    entries = scan_entries(
+        vector_files(root), metadata.n_texts, TextSetKey(metadata.text_set, metadata.text_set_sha256)
+    )
+    return Dataset(_Store(root, metadata, entries))
+
+
+class _Store:
+    """Everything loaded from one dataset folder, shared by all filtered views of it."""
+
+    def __init__(self, root: Path, metadata: DatasetMetadata, entries: pl.DataFrame) -> None:
+        self.root = root
+        self.metadata = metadata
+        self.entries = entries
+
+    @cached_property
+    def loglik(self) -> np.ndarray:
+        return read_loglik(self.entries, self.metadata.n_texts)
+
+    @cached_property
+    def clip_threshold(self) -> float:
+        if self.metadata.clip_threshold is not None:
+            return float(self.metadata.clip_threshold)
+        return llmath.clip_threshold(self.loglik, self.metadata.clip_percentile)
+
+    @cached_property
+    def prepared(self) -> llmath.Prepared:
+        return llmath.prepare(self.loglik, self.clip_threshold)
+
+
+@dataclass(frozen=True)
+class PairKL:
+    """KL between two entries with standard errors, and where it sits on the scale."""
+
+    a: str
+    b: str
+    kl_bpb: float
+    se_bpb: float
+    kl_nats: float
+    se_nats: float
+    n_texts: int
+    level: str
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """The answer of :meth:`Dataset.nearest`: the query entry, a table, and the scale line."""
+
+    query: str
+    note: str | None
+    table: pl.DataFrame
+    scale: str
+
+    def to_dict(self) -> dict:
+        return {"query": self.query, "note": self.note, "scale": self.scale, "neighbours": self.table.to_dicts()}
+
+
+class Dataset:
+    """A view of a dataset: all its entries, or those a ``where`` filter kept."""
+
+    def __init__(self, store: _Store, rows: np.ndarray | None = None) -> None:
+        self._store = store
+        self._rows = np.arange(store.entries.height) if rows is None else rows
+
+    # --- what is in it -------------------------------------------------------------------
+    @property
+    def metadata(self) -> DatasetMetadata:
+        return self._store.metadata
+
+    @property
+    def root(self) -> Path:
+        return self._store.root
+
+    @property
+    def entries(self) -> pl.DataFrame:
+        """Metadata of the entries in this view (no vectors), one row each."""
+        return self._store.entries[self._rows].drop(FILE_COLUMN)
+
+    def __len__(self) -> int:
+        return int(self._rows.size)
+
+    def filter(self, where: str | pl.Expr | None) -> Dataset:
+        """The entries matching a SQL condition (``"layer IS NULL AND model_type = 'llama'"``)
+        or a Polars expression."""
+        if where is None or (isinstance(where, str) and not where.strip()):
+            return self
+        expr = _where_expr(where)
+        frame = self._store.entries[self._rows].with_columns(pl.Series("_row", self._rows))
+        try:
+            kept = frame.filter(expr)["_row"].to_numpy()
+        except pl.exceptions.PolarsError as exc:
+            raise LlklError(f"--where {where!r}: {str(exc).splitlines()[0]}") from None
+        return Dataset(self._store, kept)
+
+    def resolve(self, name: str) -> Resolved:
+        """Resolve a model or entry name against the whole dataset (see :func:`llkl_db.resolve.resolve`)."""
+        return resolve(self._store.entries, name)
+
+    def vector(self, name: str) -> np.ndarray:
+        """The clipped log-likelihood vector of an entry, float32, nats."""
+        return self._store.prepared.clipped[self.resolve(name).position]
+
+    @property
+    def loglik(self) -> np.ndarray:
+        """The clipped K x N matrix of this view, float32, nats."""
+        return self._store.prepared.clipped[self._rows]
+
+    # --- queries -------------------------------------------------------------------------
+    def kl(self, a: str, b: str) -> PairKL:
+        """KL divergence between two entries, bits/byte and nats/text, each with its SE."""
+        ra, rb = self.resolve(a), self.resolve(b)
+        clipped = self._store.prepared.clipped
+        est = llmath.pair_kl(clipped[ra.position], clipped[rb.position], self.metadata.mean_text_bytes)
+        return PairKL(
+            a=ra.entry_id,
+            b=rb.entry_id,
+            kl_bpb=est.kl_bpb,
+            se_bpb=est.se_bpb,
+            kl_nats=est.kl_nats,
+            se_nats=est.se_nats,
+            n_texts=self.metadata.n_texts,
+            level=level_of(est.kl_bpb),
+        )
+
+    def nearest(self, name: str, k: int = 10, where: str | pl.Expr | None = None) -> Neighbours:
+        """The k entries of this view nearest to ``name`` in KL (the query itself excluded)."""
+        if k < 1:
+            raise LlklError(f"-k {k}: must be at least 1")
+        query = self.resolve(name)
+        view = self.filter(where)
+        prepared = self._store.prepared
+        mask = np.zeros(self._store.entries.height, dtype=bool)
+        mask[view._rows] = True
+        mask[query.position] = False
+        idx, var, se_var = llmath.nearest(prepared, prepared.clipped[query.position], k, mask)
+        est = llmath.from_variance(var, se_var, self.metadata.mean_text_bytes)
+        meta = self._store.entries[idx].select("entry_id", "model_type", "n_params")
+        table = meta.with_columns(
+            pl.Series("kl_bpb", np.atleast_1d(est.kl_bpb)),
+            pl.Series("se_bpb", np.atleast_1d(est.se_bpb)),
+            pl.Series("kl_nats", np.atleast_1d(est.kl_nats)),
+            pl.Series("se_nats", np.atleast_1d(est.se_nats)),
+            pl.Series("level", [level_of(v) for v in np.atleast_1d(est.kl_bpb)], dtype=pl.String),
+        ).with_row_index("rank", offset=1)
+        return Neighbours(query.entry_id, query.note, table, scale_line(table["kl_bpb"].to_list()))
+
+    def kl_matrix(self, with_se: bool = False) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+        """Entry ids and the full KL matrix of this view in bits/byte (and its SE matrix)."""
+        prepared = llmath.prepare(self._store.loglik[self._rows], self._store.clip_threshold)
+        var = llmath.variance_matrix(prepared)
+        se = llmath.variance_se_matrix(prepared) if with_se else None
+        est = llmath.from_variance(var, se if se is not None else np.zeros_like(var), self.metadata.mean_text_bytes)
+        return self.entries["entry_id"].to_list(), est.kl_bpb, est.se_bpb if with_se else None
+
+    def models(self, search: str | None = None) -> pl.DataFrame:
+        """One row per model: its type, size and how many entries of each kind it has."""
+        entries = self.entries
+        if search:
+            entries = entries.filter(pl.col("model_id").str.to_lowercase().str.contains(search.lower(), literal=True))
+        return (
+            entries.group_by("model_id", maintain_order=True)
+            .agg(
+                pl.col("model_type").drop_nulls().first(),
+                pl.col("n_params").drop_nulls().first(),
+                pl.len().alias("entries"),
+                pl.col("revision").n_unique().alias("revisions"),
+                pl.col("layer").drop_nulls().n_unique().alias("layers"),
+                pl.col("variant").drop_nulls().n_unique().alias("variants"),
+            )
+            .sort("model_id")
+        )
+
+    def info(self) -> dict:
+        """Dataset version, text set, N, B, K, clip threshold and size on disk."""
+        meta = self.metadata
+        files = vector_files(self.root)
+        return {
+            "source": str(self.root),
+            "schema_version": meta.schema_version,
+            "dataset_version": meta.dataset_version,
+            "text_set": meta.text_set,
+            "text_set_sha256": meta.text_set_sha256,
+            "n_texts": meta.n_texts,
+            "mean_text_bytes": meta.mean_text_bytes,
+            "n_entries": len(self),
+            "n_models": self.entries["model_id"].n_unique(),
+            "clip_threshold": meta.clip_threshold,
+            "clip_percentile": meta.clip_percentile,
+            "vector_files": len(files),
+            "size_bytes": sum(f.stat().st_size for f in files),
+        }
+
+
+def _where_expr(where: str | pl.Expr) -> pl.Expr:
+    if isinstance(where, pl.Expr):
+        return where
+    try:
+        return pl.sql_expr(where)
+    except pl.exceptions.PolarsError as exc:
+        raise LlklError(f"--where {where!r}: {str(exc).splitlines()[0]}") from None

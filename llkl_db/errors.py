@@ -1,0 +1,13 @@
+"""Errors that reach a user as one line and a non-zero exit code, never as a traceback."""
+
+
+class LlklError(Exception):
+    """Bad input or bad data: the message names the file or value and the problem."""
+
+    exit_code = 1
+
+
+class UnknownEntryError(LlklError):
+    """A model or entry name that the dataset does not hold (exit code 2, like a usage error)."""
+
+    exit_code = 2

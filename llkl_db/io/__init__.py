@@ -1,0 +1,1 @@
+"""Reading and writing llkl-db files: metadata, text sets, vectors, Hub snapshots."""

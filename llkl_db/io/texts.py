@@ -1,0 +1,66 @@
+"""Text sets: one Parquet file per set, identified by name and a sha256 over its texts."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from llkl_db.errors import LlklError
+from llkl_db.schema import arrow_schema, field_names
+
+from .atomic import atomic_path
+
+
+def text_set_sha256(texts: Iterable[str]) -> str:
+    """sha256 over the texts in id order, each as its UTF-8 byte length (8 bytes, little endian)
+    followed by its bytes, so that no two different sets share a hash."""
+    h = hashlib.sha256()
+    for text in texts:
+        data = text.encode("utf-8")
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def write_texts(path: Path, texts: Sequence[str], sources: Sequence[str], **provenance: Sequence) -> str:
+    """Write a text set atomically and return its sha256. ``provenance`` holds optional columns
+    of the schema (doc_id, chunk_idx, license), each one value per text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not texts:
+        raise LlklError(f"{path}: a text set needs at least one text")
+    columns = {
+        "text_id": list(range(len(texts))),
+        "text": list(texts),
+        "n_bytes": [len(t.encode("utf-8")) for t in texts],
+        "source": list(sources),
+    }
+    unknown = set(provenance) - set(field_names("texts"))
+    if unknown:
+        raise ValueError(f"unknown text columns: {sorted(unknown)}")
+    for name in field_names("texts"):
+        if name not in columns:
+            columns[name] = list(provenance.get(name, [None] * len(texts)))
+    table = pa.table(columns, schema=arrow_schema("texts"))
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return text_set_sha256(texts)
+
+
+def read_texts(path: Path):
+    """Read a text set as a Polars DataFrame, checking ids run 0..N-1."""
+    import polars as pl
+
+    try:
+        df = pl.read_parquet(path)
+    except Exception as exc:  # polars raises several types for unreadable files
+        raise LlklError(f"{path}: not a readable Parquet text set ({type(exc).__name__})") from None
+    missing = [c for c in ("text_id", "text", "n_bytes", "source") if c not in df.columns]
+    if missing:
+        raise LlklError(f"{path}: missing column(s) {', '.join(missing)}")
+    df = df.sort("text_id")
+    if df["text_id"].to_list() != list(range(df.height)):
+        raise LlklError(f"{path}: text_id must run 0..N-1 without gaps")
+    return df

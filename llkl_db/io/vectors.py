@@ -1,0 +1,164 @@
+"""Vector files: write one Parquet file of entries; scan and check a folder of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from llkl_db.errors import LlklError
+from llkl_db.schema import PARQUET_VERSION_KEY, SCHEMA_VERSION, arrow_schema, field_names
+
+from .atomic import atomic_path
+
+VECTOR_DIR = "vectors"
+METADATA_COLUMNS = [c for c in field_names("vectors") if c not in ("loglik", "n_tokens")]
+FILE_COLUMN = "_file"
+
+
+def entry_id(model_id: str, revision: str, layer: int | None = None, variant: str | None = None) -> str:
+    """The readable, stable id of an entry: MODEL@REV[:L{layer}][:{variant}]."""
+    out = f"{model_id}@{revision}"
+    if layer is not None:
+        out += f":L{layer}"
+    if variant:
+        out += f":{variant}"
+    return out
+
+
+def write_vectors(path: Path, rows: Sequence[dict], n_texts: int) -> None:
+    """Write entries (dicts keyed by schema field; loglik as an N-vector) to one Parquet file,
+    atomically, with zstd compression and the schema version in its metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = arrow_schema("vectors", n_texts)
+    columns: dict[str, list] = {name: [] for name in schema.names}
+    for row in rows:
+        unknown = set(row) - set(schema.names)
+        if unknown:
+            raise ValueError(f"unknown vector fields: {sorted(unknown)}")
+        for name in schema.names:
+            value = row.get(name)
+            if name in ("loglik", "n_tokens") and value is not None:
+                value = np.asarray(value, dtype=np.float32 if name == "loglik" else np.int32)
+                if value.shape != (n_texts,):
+                    raise LlklError(f"{path}: {name} of {row.get('entry_id')} has shape {value.shape}, expected ({n_texts},)")
+                value = value.tolist()
+            columns[name].append(value)
+    table = pa.table(columns, schema=schema)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def vector_files(root: Path) -> list[Path]:
+    """The vector files of a dataset folder, sorted."""
+    return sorted((root / VECTOR_DIR).rglob("*.parquet"))
+
+
+def check_file_schema(path: Path, n_texts: int) -> None:
+    """Check one file's footer: readable, our schema version, the columns and vector length."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except Exception as exc:
+        raise LlklError(f"{path}: not a readable Parquet file ({_short(exc)})") from None
+    version = (schema.metadata or {}).get(PARQUET_VERSION_KEY)
+    if version != str(SCHEMA_VERSION).encode():
+        shown = version.decode(errors="replace") if version else "missing"
+        raise LlklError(f"{path}: schema version {shown}, this llkl-db reads version {SCHEMA_VERSION}")
+    missing = [c for c in ["entry_id", "model_id", "revision", "text_set", "text_set_sha256", "loglik"] if c not in schema.names]
+    if missing:
+        raise LlklError(f"{path}: missing column(s) {', '.join(missing)}")
+    loglik_type = schema.field("loglik").type
+    if not pa.types.is_fixed_size_list(loglik_type) or loglik_type.list_size != n_texts:
+        raise LlklError(f"{path}: loglik must be a fixed-size list of {n_texts} floats, found {loglik_type}")
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class TextSetKey:
+    """The identity of a text set."""
+
+    name: str
+    sha256: str
+
+
+def scan_entries(files: list[Path], n_texts: int, text_set: TextSetKey):
+    """Read the metadata columns of all files into one DataFrame (with a ``_file`` column),
+    rejecting unreadable files, other text sets, duplicate entry ids and an empty result."""
+    import polars as pl
+
+    if not files:
+        raise LlklError("empty dataset: no vector files")
+    frames = []
+    for path in files:
+        check_file_schema(path, n_texts)
+        try:
+            df = pl.read_parquet(path, columns=[c for c in METADATA_COLUMNS if c in _names(path)])
+        except Exception as exc:
+            raise LlklError(f"{path}: not a readable Parquet file ({_short(exc)})") from None
+        frames.append(df.with_columns(pl.lit(str(path)).alias(FILE_COLUMN)))
+    entries = pl.concat(frames, how="diagonal_relaxed")
+    for column in METADATA_COLUMNS:
+        if column not in entries.columns:
+            entries = entries.with_columns(pl.lit(None).alias(column))
+    entries = entries.select(METADATA_COLUMNS + [FILE_COLUMN])
+    if entries.height == 0:
+        raise LlklError(f"empty dataset: {len(files)} vector file(s) hold no entries")
+    wrong = entries.filter((pl.col("text_set") != text_set.name) | (pl.col("text_set_sha256") != text_set.sha256))
+    if wrong.height:
+        row = wrong.row(0, named=True)
+        raise LlklError(
+            f"{row[FILE_COLUMN]}: entry {row['entry_id']} is on text set {row['text_set']} "
+            f"(sha256 {row['text_set_sha256'][:12]}), the dataset's is {text_set.name} (sha256 {text_set.sha256[:12]})"
+        )
+    dup = entries.filter(pl.col("entry_id").is_duplicated()).sort("entry_id")
+    if dup.height:
+        first = dup.row(0, named=True)
+        others = dup.filter(pl.col("entry_id") == first["entry_id"])[FILE_COLUMN].to_list()
+        raise LlklError(f"{others[-1]}: duplicate entry id {first['entry_id']} (also in {others[0]})")
+    return entries
+
+
+def _names(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).names
+
+
+def read_loglik(entries, n_texts: int) -> np.ndarray:
+    """The K x N float32 matrix of ``entries`` (a frame from :func:`scan_entries`), in row order,
+    rejecting NaN and infinite values with the file and entry named."""
+    import polars as pl
+
+    out = np.empty((entries.height, n_texts), dtype=np.float32)
+    positions = entries.with_row_index("_pos")
+    for file, group in positions.group_by(FILE_COLUMN, maintain_order=True):
+        path = file[0]
+        ids = group["entry_id"]
+        try:
+            df = pl.read_parquet(path, columns=["entry_id", "loglik"])
+        except Exception as exc:
+            raise LlklError(f"{path}: not a readable Parquet file ({_short(exc)})") from None
+        if df.height != ids.len():
+            df = df.filter(pl.col("entry_id").is_in(ids.implode()))
+        df = ids.to_frame().join(df, on="entry_id", how="left", maintain_order="left")
+        block = df["loglik"].to_numpy()
+        if block.dtype != np.float32:
+            block = block.astype(np.float32)
+        bad = ~np.isfinite(block)
+        if bad.any():
+            row = int(np.flatnonzero(bad.any(axis=1))[0])
+            raise LlklError(
+                f"{path}: entry {ids[row]} has {int(bad[row].sum())} non-finite log-likelihood value(s) (NaN or inf)"
+            )
+        out[group["_pos"].to_numpy()] = block
+    return out

@@ -1,0 +1,63 @@
+"""KL divergence from log-likelihood vectors, with its standard error (method.md, section 2).
+
+2 KL(p_i, p_j) ~ Var_s(l_i(x_s) - l_j(x_s)) (population variance over the N texts), reported
+in nats per text (Var / 2) and in bits per byte (Var / (2 B ln 2), B = mean text bytes).
+The estimate is a sample variance, so its standard error follows from the delta method:
+SE(Var) = sqrt((m4 - m2^2) / N), m_k the central moments of the differences.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class KLEstimate:
+    """KL estimates and standard errors, in nats/text and bits/byte (scalars or arrays)."""
+
+    kl_nats: np.ndarray | float
+    se_nats: np.ndarray | float
+    kl_bpb: np.ndarray | float
+    se_bpb: np.ndarray | float
+
+
+def nats_to_bits_per_byte(kl_nats: np.ndarray | float, mean_bytes: float) -> np.ndarray | float:
+    """Convert KL in nats per text to bits per byte, given the mean text length B in bytes."""
+    return kl_nats / (mean_bytes * LN2)
+
+
+def from_variance(var: np.ndarray | float, se_var: np.ndarray | float, mean_bytes: float) -> KLEstimate:
+    """Turn Var(l_i - l_j) and its standard error into a :class:`KLEstimate`."""
+    kl_nats = np.asarray(var, dtype=np.float64) / 2.0
+    se_nats = np.asarray(se_var, dtype=np.float64) / 2.0
+    if kl_nats.ndim == 0:
+        kl_nats, se_nats = float(kl_nats), float(se_nats)
+    return KLEstimate(
+        kl_nats=kl_nats,
+        se_nats=se_nats,
+        kl_bpb=nats_to_bits_per_byte(kl_nats, mean_bytes),
+        se_bpb=nats_to_bits_per_byte(se_nats, mean_bytes),
+    )
+
+
+def variance_with_se(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Population variance of each row of ``diff`` (float64) and its delta-method standard error."""
+    d = np.asarray(diff, dtype=np.float64)
+    d = d - d.mean(axis=-1, keepdims=True)
+    sq = d * d
+    m2 = sq.mean(axis=-1)
+    m4 = (sq * sq).mean(axis=-1)
+    n = d.shape[-1]
+    se = np.sqrt(np.maximum(m4 - m2 * m2, 0.0) / n)
+    return m2, se
+
+
+def pair_kl(a: np.ndarray, b: np.ndarray, mean_bytes: float) -> KLEstimate:
+    """KL between two clipped vectors (or between row-aligned stacks of them), exactly in float64."""
+    var, se = variance_with_se(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+    return from_variance(var, se, mean_bytes)
