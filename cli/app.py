@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from llkl_db.cli import query
+from llkl_db.cli import build, query
 
 app = typer.Typer(
     name="llkl-db",
@@ -14,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 query.register(app)
+build.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Builders: turn corpora into text sets and models into log-likelihood rows of schema v1."""

@@ -1,0 +1,117 @@
+"""Build commands: score models into vector files (one model, or a plan with shards) and merge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from llkl_db.cli.errors import handle_errors
+from llkl_db.cli.output import note
+from llkl_db.errors import LlklError
+
+
+def _parse_layers(text: str) -> tuple[int, ...] | str:
+    if text == "none":
+        return ()
+    if text == "all":
+        return "all"
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise LlklError(f"--layers {text!r}: expected none, all or a list like 0,6,12") from None
+
+
+def _parse_batch_size(text: str) -> int | None:
+    if text == "auto":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise LlklError(f"--batch-size {text!r}: expected auto or a positive integer")
+    return int(text)
+
+
+@handle_errors
+def build(
+    model: Annotated[Optional[str], typer.Argument(help="Hub id, local folder or .gguf file (omit with --plan).")] = None,
+    revision: Annotated[str, typer.Option(help="Hub revision, e.g. step1000 for Pythia checkpoints.")] = "main",
+    texts: Annotated[str, typer.Option(help="Shipped text set name (mini) or a text-set Parquet file.")] = "mini",
+    out: Annotated[Path, typer.Option(help="Output folder (one Parquet file per entry).")] = Path("llkl-build"),
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
+    variant: Annotated[Optional[str], typer.Option(help="bfloat16, float16, q8_0, q5_0, q4_0, bnb-8bit, bnb-4bit.")] = None,
+    layers: Annotated[str, typer.Option(help="Logit-lens layers: none, all or a list like 0,6,12.")] = "none",
+    batch_size: Annotated[str, typer.Option(help="auto or N; auto halves on out-of-memory.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    max_length: Annotated[Optional[int], typer.Option(help="Window length cap in tokens (default: model context, at most 2048).")] = None,
+    model_id: Annotated[Optional[str], typer.Option(help="Id to record when MODEL is a local path.")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(help="Run the repository's own model code (off by default).")] = False,
+    plan: Annotated[Optional[Path], typer.Option(help="A plan YAML: many models, revisions, variants, layers.")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="i/n: run every n-th job of the plan from i.")] = None,
+    contributor: Annotated[Optional[str], typer.Option(help="Name recorded as the contributor.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Compute log-likelihood vectors: one model, or every job of a plan (resumable)."""
+    from llkl_db.builders.build import BuildOptions
+    from llkl_db.builders.jobs import Job
+    from llkl_db.builders.plan import load_plan, parse_shard, shard_jobs
+    from llkl_db.builders.run import run_jobs
+    from llkl_db.textsets import load_text_set
+
+    if (model is None) == (plan is None):
+        raise LlklError("give either MODEL or --plan")
+    if plan is not None:
+        loaded = load_plan(plan)
+        jobs = loaded.jobs
+        text_spec = loaded.texts if texts == "mini" else texts
+        if shard:
+            jobs = shard_jobs(jobs, parse_shard(shard))
+    else:
+        if shard:
+            raise LlklError("--shard applies to --plan")
+        local = Path(model).exists()
+        jobs = [
+            Job(
+                model_id=model_id or (Path(model).name if local else model),
+                source=model if local else None,
+                revision="local" if local and revision == "main" else revision,
+                variant=variant,
+                layers=_parse_layers(layers),
+                dtype=dtype,
+                trust_remote_code=trust_remote_code,
+            )
+        ]
+        text_spec = texts
+    text_set = load_text_set(text_spec)
+    options = BuildOptions(device=device, batch_size=_parse_batch_size(batch_size), max_length=max_length,
+                           contributor=contributor, progress=not quiet)
+
+    def on_event(kind: str, job: Job, reason: str) -> None:
+        if kind == "start":
+            note(f"building {job.key}")
+        elif kind == "failed":
+            note(f"failed {job.key}: {reason}")
+
+    summary = run_jobs(jobs, text_set, out, options, on_event)
+    note(f"{len(summary.finished)} built, {len(summary.skipped)} already done, {len(summary.failed)} failed -> {out}")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@handle_errors
+def merge(
+    inputs: Annotated[list[Path], typer.Argument(help="Build output folders (shards) or datasets.")],
+    out: Annotated[Path, typer.Option(help="Dataset folder to create or extend.")],
+    version: Annotated[Optional[str], typer.Option(help="Dataset version X.Y.Z to record.")] = None,
+    recompute_clip: Annotated[bool, typer.Option(help="Recompute the clip threshold instead of keeping the recorded one.")] = False,
+) -> None:
+    """Combine build outputs into a dataset folder, refusing duplicates and text-set mismatches."""
+    from llkl_db.merge import merge as merge_folders
+
+    metadata = merge_folders(inputs, out, dataset_version=version, recompute_clip=recompute_clip)
+    note(f"{out}: dataset {metadata.dataset_version}, text set {metadata.text_set}, clip threshold {metadata.clip_threshold:.3f}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the build commands to ``app``."""
+    app.command()(build)
+    app.command()(merge)

@@ -1,0 +1,67 @@
+"""The dataset card (README.md with YAML ``configs:``), generated from the data itself."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+import polars as pl
+
+from llkl_db.io.metadata import DatasetMetadata
+from llkl_db.io.vectors import FILE_COLUMN, VECTOR_DIR
+from llkl_db.schema import spec
+
+
+def _fields_table(table: str) -> str:
+    rows = ["| field | type | description |", "|---|---|---|"]
+    for f in spec()["tables"][table]["fields"]:
+        rows.append(f"| `{f['name']}` | {f['type']} | {f['description']} |")
+    return "\n".join(rows)
+
+
+def render_card(root: Path, metadata: DatasetMetadata, entries: pl.DataFrame, repo_id: str = "ORG/NAME") -> str:
+    """Markdown of the card: one config per kind of entry (vectors/<kind>/) and one for texts."""
+    kinds = (
+        entries.with_columns(
+            pl.col(FILE_COLUMN).map_elements(lambda f: Path(f).relative_to(root).parts[1], return_dtype=pl.String).alias("kind")
+        )
+        .group_by("kind")
+        .agg(pl.len().alias("entries"), pl.col("model_id").n_unique().alias("models"))
+        .sort("kind")
+    )
+    configs = [f"- config_name: {k}\n  data_files: {VECTOR_DIR}/{k}/*.parquet" for k in kinds["kind"]]
+    configs.append(f"- config_name: texts\n  data_files: texts/{metadata.text_set}.parquet")
+    kinds_table = "\n".join(
+        ["| kind | entries | models |", "|---|---|---|"]
+        + [f"| {r['kind']} | {r['entries']} | {r['models']} |" for r in kinds.iter_rows(named=True)]
+    )
+    licences = _licences(root / "texts" / f"{metadata.text_set}.parquet")
+    template = Template(resources.files("llkl_db.schema").joinpath("card_template.md").read_text("utf-8"))
+    return template.substitute(
+        pretty_name=f"llkl-db {metadata.text_set} v{metadata.dataset_version}",
+        configs="\n".join(configs),
+        dataset_version=metadata.dataset_version,
+        schema_version=metadata.schema_version,
+        text_set=metadata.text_set,
+        text_set_sha256=metadata.text_set_sha256,
+        n_texts=metadata.n_texts,
+        mean_text_bytes=f"{metadata.mean_text_bytes:.1f}",
+        n_entries=entries.height,
+        n_models=entries["model_id"].n_unique(),
+        clip_threshold="none" if metadata.clip_threshold is None else f"{metadata.clip_threshold:.3f}",
+        clip_percentile=f"{metadata.clip_percentile:g}",
+        kinds_table=kinds_table,
+        repo_id=repo_id,
+        vector_fields=_fields_table("vectors"),
+        text_fields=_fields_table("texts"),
+        licences=licences,
+    )
+
+
+def _licences(texts_path: Path) -> str:
+    if not texts_path.is_file():
+        return "- (no text file in this folder)"
+    df = pl.read_parquet(texts_path, columns=["source", "license"])
+    rows = df.group_by("source", maintain_order=True).agg(pl.col("license").drop_nulls().first(), pl.len())
+    return "\n".join(f"- {r['source']} ({r['len']} texts): {r['license'] or 'see source'}" for r in rows.iter_rows(named=True))

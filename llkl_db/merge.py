@@ -1,0 +1,100 @@
+"""Merging build outputs (shards) into a dataset folder, atomically.
+
+The result is written beside the target and swapped in by rename, so a failed merge leaves
+the target as it was. Duplicate entry ids and mismatched text sets are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from llkl_db import math as llmath
+from llkl_db.card import render_card
+from llkl_db.errors import LlklError
+from llkl_db.io.atomic import write_text_atomic
+from llkl_db.io.metadata import DatasetMetadata, read_metadata, write_metadata
+from llkl_db.io.texts import read_texts, text_set_sha256
+from llkl_db.io.vectors import TextSetKey, read_loglik, scan_entries, vector_files
+from llkl_db.schema import METADATA_FILE
+
+
+def _text_set_of(folder: Path) -> Path:
+    files = sorted((folder / "texts").glob("*.parquet"))
+    if len(files) != 1:
+        raise LlklError(f"{folder}: expected one text set in texts/, found {len(files)}")
+    return files[0]
+
+
+def merge(inputs: list[Path], out: Path, dataset_version: str | None = None, recompute_clip: bool = False) -> DatasetMetadata:
+    """Combine the vectors of ``inputs`` (build outputs or datasets) into the dataset ``out``.
+
+    An existing ``out`` keeps its entries and its clip threshold (distances stay comparable
+    within a version line) unless ``recompute_clip``.
+    """
+    if not inputs:
+        raise LlklError("merge: no input folders")
+    existing = read_metadata(out) if (out / METADATA_FILE).is_file() else None
+    sources = ([out] if existing else []) + [Path(p) for p in inputs]
+    for folder in sources:
+        if not folder.is_dir():
+            raise LlklError(f"{folder}: no such folder")
+    texts_file = _text_set_of(sources[0])
+    texts = read_texts(texts_file)["text"].to_list()
+    key = TextSetKey(texts_file.stem, text_set_sha256(texts))
+    for folder in sources[1:]:
+        other = _text_set_of(folder)
+        if other.stem != key.name or text_set_sha256(read_texts(other)["text"].to_list()) != key.sha256:
+            raise LlklError(f"{folder}: text set {other.stem} differs from {key.name} of {sources[0]}")
+    files = [f for folder in sources for f in vector_files(folder)]
+    entries = scan_entries(files, len(texts), key)
+
+    threshold = existing.clip_threshold if existing and not recompute_clip else None
+    if threshold is None:
+        threshold = llmath.clip_threshold(read_loglik(entries, len(texts)), llmath.DEFAULT_CLIP_PERCENTILE)
+    metadata = DatasetMetadata(
+        dataset_version=dataset_version or (existing.dataset_version if existing else "0.1.0"),
+        text_set=key.name,
+        text_set_sha256=key.sha256,
+        n_texts=len(texts),
+        mean_text_bytes=sum(len(t.encode("utf-8")) for t in texts) / len(texts),
+        clip_threshold=threshold,
+        clip_percentile=llmath.DEFAULT_CLIP_PERCENTILE,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.merge-", dir=out.parent))
+    try:
+        (staging / "texts").mkdir()
+        shutil.copyfile(texts_file, staging / "texts" / texts_file.name)
+        used: set[Path] = set()
+        for i, folder in enumerate(sources):
+            for f in vector_files(folder):
+                rel = f.relative_to(folder)
+                if rel in used:
+                    rel = rel.with_name(f"{i}-{rel.name}")
+                used.add(rel)
+                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, staging / rel)
+        write_metadata(staging, metadata)
+        staged_entries = scan_entries(vector_files(staging), len(texts), key)
+        write_text_atomic(staging / "README.md", render_card(staging, metadata, staged_entries))
+        _swap_in(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return metadata
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    old.rmdir()
+    os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old)
+
+
