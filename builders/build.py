@@ -14,6 +14,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from llkl_db.builders.jobs import Job
+
 from llkl_db.errors import LlklError
 from llkl_db.io.atomic import write_text_atomic
 from llkl_db.io.vectors import VECTOR_DIR, entry_id, write_vectors
@@ -152,7 +153,9 @@ def check_out_dir(out: Path, texts: TextSet) -> None:
     present = sorted(texts_dir.glob("*.parquet")) if texts_dir.is_dir() else []
     others = [p for p in present if p.stem != texts.name]
     if others:
-        raise LlklError(f"{out}: already holds vectors of text set {others[0].stem}, not {texts.name}; use another --out")
+        raise LlklError(
+            f"{out}: already holds vectors of text set {others[0].stem}, not {texts.name}; use another --out"
+        )
     target = texts_dir / f"{texts.name}.parquet"
     if target.is_file():
         from llkl_db.io.texts import read_texts, text_set_sha256

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from llkl_db.builders.jobs import Job
+
 from llkl_db.errors import LlklError
 
 JOB_FIELDS = {f.name for f in fields(Job)} - {"extra"}
@@ -31,6 +32,7 @@ class Plan:
     texts: str
     jobs: list[Job]
     path: Path | None = None
+    device: str | None = None  # a plan may pin the device (the embedded one runs on CPU)
 
 
 def parse_plan(raw: dict, path: Path | None = None) -> Plan:
@@ -40,10 +42,13 @@ def parse_plan(raw: dict, path: Path | None = None) -> Plan:
         raise LlklError(f"{where}: a plan needs 'texts' and a list of 'models'")
     defaults = raw.get("defaults") or {}
     jobs: list[Job] = []
+    unknown_defaults = set(defaults) - JOB_FIELDS - {"device"}
+    if unknown_defaults:
+        raise LlklError(f"{where}: defaults: unknown key(s) {', '.join(sorted(unknown_defaults))}")
     for i, spec in enumerate(raw["models"]):
         if not isinstance(spec, dict) or "model_id" not in spec:
             raise LlklError(f"{where}: models[{i}] needs a model_id")
-        spec = {**defaults, **spec}
+        spec = {**{k: v for k, v in defaults.items() if k != "device"}, **spec}
         revisions = spec.pop("revisions", None) or [spec.pop("revision", "main")]
         spec.pop("revision", None)
         variants = spec.pop("variants", None) or [spec.pop("variant", None)]
@@ -58,17 +63,24 @@ def parse_plan(raw: dict, path: Path | None = None) -> Plan:
             layers = tuple(int(x) for x in layers)
         for revision in revisions:
             for variant in variants:
-                jobs.append(Job(**spec, revision=str(revision), variant=variant, layers=layers if variant is None else ()))
+                jobs.append(
+                    Job(**spec, revision=str(revision), variant=variant, layers=layers if variant is None else ())
+                )
     keys = [job.key for job in jobs]
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:
         raise LlklError(f"{where}: job {duplicates[0]} appears more than once")
-    return Plan(texts=str(raw["texts"]), jobs=jobs, path=path)
+    return Plan(texts=str(raw["texts"]), jobs=jobs, path=path, device=defaults.get("device"))
 
 
-def load_plan(path: Path) -> Plan:
-    """Read a plan file (YAML)."""
+def load_plan(path: Path | str) -> Plan:
+    """Read a plan file (YAML), or a shipped plan by name (embedded, pythia, modelmap-1018)."""
     import yaml
+    from llkl_db.builders.plans import shipped_plans
+
+    shipped = shipped_plans()
+    if not Path(path).exists() and str(path) in shipped:
+        path = shipped[str(path)]
 
     try:
         raw = yaml.safe_load(Path(path).read_text("utf-8"))

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import typer
-
-from llkl_db.cli import build, query
+from llkl_db.cli import build, query, texts
 
 app = typer.Typer(
     name="llkl-db",
@@ -15,6 +14,7 @@ app = typer.Typer(
 )
 query.register(app)
 build.register(app)
+texts.register(app)
 
 
 def main() -> None:

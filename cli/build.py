@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-
 from llkl_db.cli.errors import handle_errors
 from llkl_db.cli.output import note
+
 from llkl_db.errors import LlklError
 
 
@@ -33,19 +33,32 @@ def _parse_batch_size(text: str) -> int | None:
 
 @handle_errors
 def build(
-    model: Annotated[Optional[str], typer.Argument(help="Hub id, local folder or .gguf file (omit with --plan).")] = None,
+    model: Annotated[
+        Optional[str], typer.Argument(help="Hub id, local folder or .gguf file (omit with --plan).")
+    ] = None,
     revision: Annotated[str, typer.Option(help="Hub revision, e.g. step1000 for Pythia checkpoints.")] = "main",
-    texts: Annotated[str, typer.Option(help="Shipped text set name (mini) or a text-set Parquet file.")] = "mini",
+    texts: Annotated[
+        Optional[str],
+        typer.Option(help="Shipped text set name (mini) or a text-set Parquet file; default: the plan's, else mini."),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Output folder (one Parquet file per entry).")] = Path("llkl-build"),
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
-    variant: Annotated[Optional[str], typer.Option(help="bfloat16, float16, q8_0, q5_0, q4_0, bnb-8bit, bnb-4bit.")] = None,
+    variant: Annotated[
+        Optional[str], typer.Option(help="bfloat16, float16, q8_0, q5_0, q4_0, bnb-8bit, bnb-4bit.")
+    ] = None,
     layers: Annotated[str, typer.Option(help="Logit-lens layers: none, all or a list like 0,6,12.")] = "none",
     batch_size: Annotated[str, typer.Option(help="auto or N; auto halves on out-of-memory.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    max_length: Annotated[Optional[int], typer.Option(help="Window length cap in tokens (default: model context, at most 2048).")] = None,
+    max_length: Annotated[
+        Optional[int], typer.Option(help="Window length cap in tokens (default: model context, at most 2048).")
+    ] = None,
     model_id: Annotated[Optional[str], typer.Option(help="Id to record when MODEL is a local path.")] = None,
-    trust_remote_code: Annotated[bool, typer.Option(help="Run the repository's own model code (off by default).")] = False,
-    plan: Annotated[Optional[Path], typer.Option(help="A plan YAML: many models, revisions, variants, layers.")] = None,
+    trust_remote_code: Annotated[
+        bool, typer.Option(help="Run the repository's own model code (off by default).")
+    ] = False,
+    plan: Annotated[
+        Optional[str], typer.Option(help="A plan YAML file, or a shipped plan: embedded, pythia, modelmap-1018.")
+    ] = None,
     shard: Annotated[Optional[str], typer.Option(help="i/n: run every n-th job of the plan from i.")] = None,
     contributor: Annotated[Optional[str], typer.Option(help="Name recorded as the contributor.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
@@ -55,6 +68,7 @@ def build(
     from llkl_db.builders.jobs import Job
     from llkl_db.builders.plan import load_plan, parse_shard, shard_jobs
     from llkl_db.builders.run import run_jobs
+
     from llkl_db.textsets import load_text_set
 
     if (model is None) == (plan is None):
@@ -62,7 +76,9 @@ def build(
     if plan is not None:
         loaded = load_plan(plan)
         jobs = loaded.jobs
-        text_spec = loaded.texts if texts == "mini" else texts
+        text_spec = texts or loaded.texts
+        if device == "auto" and loaded.device:
+            device = loaded.device
         if shard:
             jobs = shard_jobs(jobs, parse_shard(shard))
     else:
@@ -80,10 +96,15 @@ def build(
                 trust_remote_code=trust_remote_code,
             )
         ]
-        text_spec = texts
+        text_spec = texts or "mini"
     text_set = load_text_set(text_spec)
-    options = BuildOptions(device=device, batch_size=_parse_batch_size(batch_size), max_length=max_length,
-                           contributor=contributor, progress=not quiet)
+    options = BuildOptions(
+        device=device,
+        batch_size=_parse_batch_size(batch_size),
+        max_length=max_length,
+        contributor=contributor,
+        progress=not quiet,
+    )
 
     def on_event(kind: str, job: Job, reason: str) -> None:
         if kind == "start":
@@ -102,13 +123,17 @@ def merge(
     inputs: Annotated[list[Path], typer.Argument(help="Build output folders (shards) or datasets.")],
     out: Annotated[Path, typer.Option(help="Dataset folder to create or extend.")],
     version: Annotated[Optional[str], typer.Option(help="Dataset version X.Y.Z to record.")] = None,
-    recompute_clip: Annotated[bool, typer.Option(help="Recompute the clip threshold instead of keeping the recorded one.")] = False,
+    recompute_clip: Annotated[
+        bool, typer.Option(help="Recompute the clip threshold instead of keeping the recorded one.")
+    ] = False,
 ) -> None:
     """Combine build outputs into a dataset folder, refusing duplicates and text-set mismatches."""
     from llkl_db.merge import merge as merge_folders
 
     metadata = merge_folders(inputs, out, dataset_version=version, recompute_clip=recompute_clip)
-    note(f"{out}: dataset {metadata.dataset_version}, text set {metadata.text_set}, clip threshold {metadata.clip_threshold:.3f}")
+    note(
+        f"{out}: dataset {metadata.dataset_version}, text set {metadata.text_set}, clip threshold {metadata.clip_threshold:.3f}"
+    )
 
 
 def register(app: typer.Typer) -> None:

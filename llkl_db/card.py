@@ -24,7 +24,9 @@ def render_card(root: Path, metadata: DatasetMetadata, entries: pl.DataFrame, re
     """Markdown of the card: one config per kind of entry (vectors/<kind>/) and one for texts."""
     kinds = (
         entries.with_columns(
-            pl.col(FILE_COLUMN).map_elements(lambda f: Path(f).relative_to(root).parts[1], return_dtype=pl.String).alias("kind")
+            pl.col(FILE_COLUMN)
+            .map_elements(lambda f: Path(f).relative_to(root).parts[1], return_dtype=pl.String)
+            .alias("kind")
         )
         .group_by("kind")
         .agg(pl.len().alias("entries"), pl.col("model_id").n_unique().alias("models"))
@@ -64,4 +66,6 @@ def _licences(texts_path: Path) -> str:
         return "- (no text file in this folder)"
     df = pl.read_parquet(texts_path, columns=["source", "license"])
     rows = df.group_by("source", maintain_order=True).agg(pl.col("license").drop_nulls().first(), pl.len())
-    return "\n".join(f"- {r['source']} ({r['len']} texts): {r['license'] or 'see source'}" for r in rows.iter_rows(named=True))
+    return "\n".join(
+        f"- {r['source']} ({r['len']} texts): {r['license'] or 'see source'}" for r in rows.iter_rows(named=True)
+    )

@@ -28,7 +28,9 @@ def _text_set_of(folder: Path) -> Path:
     return files[0]
 
 
-def merge(inputs: list[Path], out: Path, dataset_version: str | None = None, recompute_clip: bool = False) -> DatasetMetadata:
+def merge(
+    inputs: list[Path], out: Path, dataset_version: str | None = None, recompute_clip: bool = False
+) -> DatasetMetadata:
     """Combine the vectors of ``inputs`` (build outputs or datasets) into the dataset ``out``.
 
     An existing ``out`` keeps its entries and its clip threshold (distances stay comparable
@@ -96,5 +98,3 @@ def _swap_in(staging: Path, out: Path) -> None:
     os.replace(out, old)
     os.replace(staging, out)
     shutil.rmtree(old)
-
-

@@ -32,20 +32,28 @@ def tiny_model(arch: str, vocab_size: int = 300, seed: int = 0) -> torch.nn.Modu
     torch.manual_seed(seed)
     common = dict(vocab_size=vocab_size, num_hidden_layers=3, num_attention_heads=4)
     if arch == "gpt2":
-        config = tf.GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=3, n_head=4, n_positions=256,
-                               bos_token_id=None, eos_token_id=None)
+        config = tf.GPT2Config(
+            vocab_size=vocab_size, n_embd=32, n_layer=3, n_head=4, n_positions=256, bos_token_id=None, eos_token_id=None
+        )
         model = tf.GPT2LMHeadModel(config)
     elif arch == "gpt_neox":
         config = tf.GPTNeoXConfig(hidden_size=32, intermediate_size=64, max_position_embeddings=256, **common)
         model = tf.GPTNeoXForCausalLM(config)
     elif arch == "llama":
-        config = tf.LlamaConfig(hidden_size=32, intermediate_size=64, num_key_value_heads=2,
-                                max_position_embeddings=256, **common)
+        config = tf.LlamaConfig(
+            hidden_size=32, intermediate_size=64, num_key_value_heads=2, max_position_embeddings=256, **common
+        )
         model = tf.LlamaForCausalLM(config)
     elif arch == "gemma":
-        config = tf.Gemma3TextConfig(hidden_size=32, intermediate_size=64, num_key_value_heads=2, head_dim=8,
-                                     max_position_embeddings=256, final_logit_softcapping=30.0,
-                                     **{**common, "vocab_size": max(vocab_size, 65536)})
+        config = tf.Gemma3TextConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_key_value_heads=2,
+            head_dim=8,
+            max_position_embeddings=256,
+            final_logit_softcapping=30.0,
+            **{**common, "vocab_size": max(vocab_size, 65536)},
+        )
         model = tf.Gemma3ForCausalLM(config)
     else:
         raise ValueError(arch)

@@ -59,7 +59,9 @@ class OutputHead:
             raise LlklError("this model has no recognised final norm; logit-lens layers are unavailable")
         return self.logits(self.norm(hidden))
 
-    def target_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor, lens: bool, chunk_bytes: int = 256 << 20) -> torch.Tensor:
+    def target_logprobs(
+        self, hidden: torch.Tensor, targets: torch.Tensor, lens: bool, chunk_bytes: int = 256 << 20
+    ) -> torch.Tensor:
         """log p(target) for each row of ``hidden`` [T, H], computing at most ``chunk_bytes`` of logits at once."""
         vocab = self.weight.shape[0]
         rows = max(1, chunk_bytes // (4 * vocab))

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
 from llkl_db.builders.scoring.batching import plan_batches
 from llkl_db.builders.scoring.head import OutputHead
 from llkl_db.builders.scoring.progress import TokenProgress
 from llkl_db.builders.scoring.windows import Window, text_windows
+
 from llkl_db.errors import LlklError
 
 DEFAULT_MAX_LENGTH = 2048
@@ -59,7 +59,9 @@ def check_layers(model, layers: Sequence[int]) -> list[int]:
     n_layers = int(model.config.num_hidden_layers)
     bad = [layer for layer in layers if not 0 <= layer < n_layers]
     if bad:
-        raise LlklError(f"layer(s) {bad} out of range: this model has layers 0..{n_layers - 1} (its output is the default)")
+        raise LlklError(
+            f"layer(s) {bad} out of range: this model has layers 0..{n_layers - 1} (its output is the default)"
+        )
     return sorted(set(layers))
 
 

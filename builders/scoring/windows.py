@@ -27,7 +27,9 @@ class Window:
         return len(self.targets) - self.score_from
 
 
-def text_windows(text_index: int, token_ids: Sequence[int], prefix_id: int, max_length: int, stride: int) -> list[Window]:
+def text_windows(
+    text_index: int, token_ids: Sequence[int], prefix_id: int, max_length: int, stride: int
+) -> list[Window]:
     """Windows that together score each of ``token_ids`` once, conditioned on ``prefix_id``."""
     if max_length < 2:
         raise ValueError("max_length must be at least 2")

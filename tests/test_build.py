@@ -1,0 +1,207 @@
+"""Plans, shards, resumable runs (a SIGKILL mid-run), failures recorded, merge into a dataset."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+pytest.importorskip("torch")
+
+from llkl_db.builders.build import BuildOptions  # noqa: E402
+from llkl_db.builders.plan import load_plan, parse_plan, parse_shard, shard_jobs  # noqa: E402
+from llkl_db.builders.run import run_jobs  # noqa: E402
+from llkl_db.cli import app  # noqa: E402
+from tiny_models import save_tiny  # noqa: E402
+
+import llkl_db  # noqa: E402
+from llkl_db.errors import LlklError  # noqa: E402
+from llkl_db.io.texts import write_texts  # noqa: E402
+from llkl_db.merge import merge  # noqa: E402
+from llkl_db.textsets import load_text_set  # noqa: E402
+
+TEXTS = [f"Text {i}: the quick brown fox jumps over {i} lazy dogs." for i in range(12)]
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("assets")
+    for arch in ("llama", "gpt2", "gpt_neox"):
+        save_tiny(root / arch, arch)
+    write_texts(root / "tiny.parquet", TEXTS, ["test"] * len(TEXTS))
+    return root
+
+
+def plan_for(assets: Path, **extra) -> dict:
+    return {
+        "texts": str(assets / "tiny.parquet"),
+        "models": [
+            {
+                "model_id": "tiny/llama",
+                "source": str(assets / "llama"),
+                "revision": "local",
+                "variants": [None, "bfloat16"],
+                "layers": [0, 1],
+            },
+            {"model_id": "tiny/gpt2", "source": str(assets / "gpt2"), "revisions": ["step1", "step2"]},
+            {"model_id": "tiny/neox", "source": str(assets / "gpt_neox"), "revision": "local", **extra},
+        ],
+    }
+
+
+def entry_ids(folder: Path) -> list[str]:
+    files = sorted((folder / "vectors").rglob("*.parquet"))
+    return sorted(pl.concat([pl.read_parquet(f, columns=["entry_id"]) for f in files])["entry_id"].to_list())
+
+
+def test_plan_expands_models_revisions_variants_and_layers(assets):
+    plan = parse_plan(plan_for(assets))
+    assert [j.key for j in plan.jobs] == [
+        "tiny/llama@local",
+        "tiny/llama@local:bfloat16",
+        "tiny/gpt2@step1",
+        "tiny/gpt2@step2",
+        "tiny/neox@local",
+    ]
+    assert plan.jobs[0].layers == (0, 1) and plan.jobs[1].layers == ()  # lens layers for the reference variant
+    assert plan.jobs[2].training_step == 1
+
+
+def test_shards_partition_the_plan(assets):
+    jobs = parse_plan(plan_for(assets)).jobs
+    parts = [shard_jobs(jobs, (i, 3)) for i in range(3)]
+    assert sorted(j.key for part in parts for j in part) == sorted(j.key for j in jobs)
+    assert parts == [shard_jobs(jobs, (i, 3)) for i in range(3)]  # deterministic
+
+
+@pytest.mark.parametrize("bad", ["3/3", "x/2", "1", "-1/2"])
+def test_bad_shard_is_rejected(bad):
+    with pytest.raises(LlklError, match="--shard"):
+        parse_shard(bad)
+
+
+def test_bad_plans_are_rejected(assets, tmp_path):
+    with pytest.raises(LlklError, match="unknown key"):
+        parse_plan({"texts": "x", "models": [{"model_id": "a", "colour": "red"}]})
+    with pytest.raises(LlklError, match="more than once"):
+        parse_plan({"texts": "x", "models": [{"model_id": "a"}, {"model_id": "a"}]})
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("texts: [unclosed")
+    with pytest.raises(LlklError, match="broken.yaml"):
+        load_plan(broken)
+
+
+def test_shipped_plans_load():
+    assert len(load_plan("modelmap-1018").jobs) == 1018
+    pythia = load_plan("pythia")
+    assert "EleutherAI/pythia-410m@step143000" in {j.key for j in pythia.jobs}
+    assert len({j.key for j in pythia.jobs}) == len(pythia.jobs) == 5 * 154 + 9 * 154
+    assert len(load_plan("embedded").jobs) == 10
+
+
+def test_failures_are_recorded_and_the_run_goes_on(assets, tmp_path):
+    raw = plan_for(assets)
+    raw["models"].insert(0, {"model_id": "missing/model", "source": str(tmp_path / "nowhere")})
+    plan = parse_plan(raw)
+    summary = run_jobs(plan.jobs, load_text_set(plan.texts), tmp_path / "out", BuildOptions(progress=False))
+    assert list(summary.failed) == ["missing/model@main"]
+    assert len(summary.finished) == 5
+    log = (tmp_path / "out" / "failures.jsonl").read_text().splitlines()
+    assert len(log) == 1 and "missing/model@main" in log[0]
+    again = run_jobs(plan.jobs, load_text_set(plan.texts), tmp_path / "out", BuildOptions(progress=False))
+    assert len(again.skipped) == 5 and list(again.failed) == ["missing/model@main"]
+
+
+def test_sigkill_mid_run_resumes_without_loss_or_duplicates(assets, tmp_path):
+    import yaml
+
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(yaml.safe_dump(plan_for(assets)))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "llkl_db.cli", "build", "--plan", str(plan_file), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "done").glob("*.json")) if (out / "done").is_dir() else []) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list((out / "done").glob("*.json")))
+    assert 2 <= done_before < 5, "the kill should land mid-run"
+    assert not list(out.rglob("*.tmp")) or all(p.name.startswith(".") for p in out.rglob("*.tmp"))
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ids = entry_ids(out)
+    assert len(ids) == len(set(ids)) == 7  # 5 job outputs + 2 lens layers
+    expected = run_jobs(
+        parse_plan(plan_for(assets)).jobs,
+        load_text_set(str(assets / "tiny.parquet")),
+        tmp_path / "clean",
+        BuildOptions(progress=False),
+    )
+    assert not expected.failed and entry_ids(tmp_path / "clean") == ids
+
+
+def test_merge_builds_a_dataset_that_opens_and_refuses_duplicates(assets, tmp_path):
+    jobs = parse_plan(plan_for(assets)).jobs
+    texts = load_text_set(str(assets / "tiny.parquet"))
+    for i in range(2):
+        run_jobs(shard_jobs(jobs, (i, 2)), texts, tmp_path / f"shard{i}", BuildOptions(progress=False))
+    meta = merge([tmp_path / "shard0", tmp_path / "shard1"], tmp_path / "ds", dataset_version="1.0.0")
+    ds = llkl_db.open(tmp_path / "ds")
+    assert len(ds) == 7 and meta.clip_threshold is not None
+    assert ds.nearest("tiny/llama", k=3).table.height == 3
+    card = (tmp_path / "ds" / "README.md").read_text()
+    assert "config_name: layers" in card and "config_name: texts" in card
+    before = sorted(p.name for p in (tmp_path / "ds").rglob("*.parquet"))
+    with pytest.raises(LlklError, match="duplicate entry id"):
+        merge([tmp_path / "shard0"], tmp_path / "ds")
+    assert sorted(p.name for p in (tmp_path / "ds").rglob("*.parquet")) == before  # nothing half-written
+    other = tmp_path / "other"
+    (other / "texts").mkdir(parents=True)
+    write_texts(other / "texts" / "tiny.parquet", TEXTS[:-1], ["test"] * (len(TEXTS) - 1))
+    with pytest.raises(LlklError, match="differs"):
+        merge([tmp_path / "shard0", other], tmp_path / "ds2")
+    assert not (tmp_path / "ds2").exists()
+
+
+def test_build_cli_single_model_and_bad_input(assets, tmp_path):
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    out = tmp_path / "out"
+    ok = runner.invoke(
+        app,
+        [
+            "build",
+            str(assets / "llama"),
+            "--texts",
+            str(assets / "tiny.parquet"),
+            "--out",
+            str(out),
+            "--layers",
+            "0",
+            "--model-id",
+            "tiny/llama",
+            "--quiet",
+        ],
+    )
+    assert ok.exit_code == 0, ok.output
+    assert entry_ids(out) == ["tiny/llama@local", "tiny/llama@local:L0"]
+    for args, message in [
+        (["build"], "either MODEL or --plan"),
+        (["build", str(assets / "llama"), "--layers", "x", "--texts", str(assets / "tiny.parquet")], "--layers"),
+        (
+            ["build", str(assets / "llama"), "--batch-size", "0", "--texts", str(assets / "tiny.parquet")],
+            "--batch-size",
+        ),
+        (["build", str(assets / "llama"), "--texts", "no-such-set"], "no such text set"),
+        (["build", "--plan", str(tmp_path / "none.yaml")], "none.yaml"),
+    ]:
+        result = runner.invoke(app, args)
+        assert result.exit_code != 0
+        assert message in result.output and "Traceback" not in result.output
