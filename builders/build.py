@@ -14,7 +14,6 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from llkl_db.builders.jobs import Job
-
 from llkl_db.errors import LlklError
 from llkl_db.io.atomic import write_text_atomic
 from llkl_db.io.vectors import VECTOR_DIR, entry_id, write_vectors

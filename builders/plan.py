@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from llkl_db.builders.jobs import Job
-
 from llkl_db.errors import LlklError
 
 JOB_FIELDS = {f.name for f in fields(Job)} - {"extra"}
@@ -76,6 +75,7 @@ def parse_plan(raw: dict, path: Path | None = None) -> Plan:
 def load_plan(path: Path | str) -> Plan:
     """Read a plan file (YAML), or a shipped plan by name (embedded, pythia, modelmap-1018)."""
     import yaml
+
     from llkl_db.builders.plans import shipped_plans
 
     shipped = shipped_plans()

@@ -9,7 +9,6 @@ from pathlib import Path
 from llkl_db.builders.build import BuildOptions, check_out_dir, is_done, run_job
 from llkl_db.builders.jobs import Job
 from llkl_db.builders.plan import record_failure
-
 from llkl_db.errors import LlklError
 from llkl_db.textsets import TextSet
 

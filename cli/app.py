@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+
 from llkl_db.cli import build, query, texts
 
 app = typer.Typer(

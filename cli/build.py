@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
 from llkl_db.cli.errors import handle_errors
 from llkl_db.cli.output import note
-
 from llkl_db.errors import LlklError
 
 
@@ -68,7 +68,6 @@ def build(
     from llkl_db.builders.jobs import Job
     from llkl_db.builders.plan import load_plan, parse_shard, shard_jobs
     from llkl_db.builders.run import run_jobs
-
     from llkl_db.textsets import load_text_set
 
     if (model is None) == (plan is None):

@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+ID_COLUMNS = ("entry_id", "model_id")
+
 
 def note(message: str) -> None:
     """A remark for the user that is not part of the result (stderr)."""
@@ -43,8 +45,16 @@ def print_table(rows: list[dict], columns: list[str], title: str | None = None, 
 
     table = Table(title=title, caption=caption, caption_justify="left")
     for column in columns:
-        numeric = bool(rows) and isinstance(rows[0].get(column), (int, float))
-        table.add_column(column, justify="right" if numeric else "left")
+        values = [row.get(column) for row in rows if row.get(column) is not None]
+        numeric = bool(values) and isinstance(values[0], (int, float))
+        # Ids are what a user copies into the next command: never cut them short with an ellipsis.
+        width = max((len(format_value(row.get(column))) for row in rows), default=0)
+        table.add_column(
+            column,
+            justify="right" if numeric else "left",
+            overflow="fold",
+            min_width=min(width, 60) if column in ID_COLUMNS else None,
+        )
     for row in rows:
         table.add_row(*(format_value(row.get(c)) for c in columns))
     Console(soft_wrap=True).print(table)

@@ -29,7 +29,7 @@ def open(source: str | os.PathLike | None = None, revision: str | None = None) -
     root = resolve_source(source, revision)
     metadata = read_metadata(root)
     entries = scan_entries(
-        vector_files(root), metadata.n_texts, TextSetKey(metadata.text_set, metadata.text_set_sha256)
+        vector_files(root), metadata.n_texts, TextSetKey(metadata.text_set, metadata.text_set_sha256), root
     )
     return Dataset(_Store(root, metadata, entries))
 
@@ -43,18 +43,23 @@ class _Store:
         self.entries = entries
 
     @cached_property
-    def loglik(self) -> np.ndarray:
-        return read_loglik(self.entries, self.metadata.n_texts)
+    def clipped(self) -> np.ndarray:
+        """The K x N matrix clipped at the dataset's threshold (float32; the raw copy is not kept)."""
+        raw = read_loglik(self.entries, self.metadata.n_texts)
+        if self.metadata.clip_threshold is None:
+            self.__dict__["clip_threshold"] = llmath.clip_threshold(raw, self.metadata.clip_percentile)
+        return np.maximum(raw, np.float32(self.clip_threshold), out=raw)
 
     @cached_property
     def clip_threshold(self) -> float:
         if self.metadata.clip_threshold is not None:
             return float(self.metadata.clip_threshold)
-        return llmath.clip_threshold(self.loglik, self.metadata.clip_percentile)
+        _ = self.clipped  # computes the threshold from the raw values on the way
+        return self.__dict__["clip_threshold"]
 
     @cached_property
     def prepared(self) -> llmath.Prepared:
-        return llmath.prepare(self.loglik, self.clip_threshold)
+        return llmath.prepare_clipped(self.clipped)
 
 
 @dataclass(frozen=True)
@@ -130,18 +135,18 @@ class Dataset:
 
     def vector(self, name: str) -> np.ndarray:
         """The clipped log-likelihood vector of an entry, float32, nats."""
-        return self._store.prepared.clipped[self.resolve(name).position]
+        return self._store.clipped[self.resolve(name).position]
 
     @property
     def loglik(self) -> np.ndarray:
         """The clipped K x N matrix of this view, float32, nats."""
-        return self._store.prepared.clipped[self._rows]
+        return self._store.clipped[self._rows]
 
     # --- queries -------------------------------------------------------------------------
     def kl(self, a: str, b: str) -> PairKL:
         """KL divergence between two entries, bits/byte and nats/text, each with its SE."""
         ra, rb = self.resolve(a), self.resolve(b)
-        clipped = self._store.prepared.clipped
+        clipped = self._store.clipped
         est = llmath.pair_kl(clipped[ra.position], clipped[rb.position], self.metadata.mean_text_bytes)
         return PairKL(
             a=ra.entry_id,
@@ -178,11 +183,20 @@ class Dataset:
 
     def kl_matrix(self, with_se: bool = False) -> tuple[list[str], np.ndarray, np.ndarray | None]:
         """Entry ids and the full KL matrix of this view in bits/byte (and its SE matrix)."""
-        prepared = llmath.prepare(self._store.loglik[self._rows], self._store.clip_threshold)
-        var = llmath.variance_matrix(prepared)
-        se = llmath.variance_se_matrix(prepared) if with_se else None
-        est = llmath.from_variance(var, se if se is not None else np.zeros_like(var), self.metadata.mean_text_bytes)
-        return self.entries["entry_id"].to_list(), est.kl_bpb, est.se_bpb if with_se else None
+        store = self._store
+        if self._rows.size == store.entries.height and np.array_equal(self._rows, np.arange(self._rows.size)):
+            prepared = store.prepared  # the whole dataset: reuse the cached centring
+        else:
+            prepared = llmath.prepare_clipped(store.clipped[self._rows])
+        ids = self.entries["entry_id"].to_list()
+        to_bpb = llmath.nats_to_bits_per_byte(0.5, self.metadata.mean_text_bytes)  # Var -> KL bits/byte
+        se = None
+        if with_se:
+            se = llmath.variance_se_matrix(prepared)
+            se *= to_bpb
+        kl = llmath.variance_matrix(prepared)
+        kl *= to_bpb
+        return ids, kl, se
 
     def models(self, search: str | None = None) -> pl.DataFrame:
         """One row per model: its type, size and how many entries of each kind it has."""

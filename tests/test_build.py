@@ -14,13 +14,13 @@ import pytest
 
 pytest.importorskip("torch")
 
+from tiny_models import save_tiny  # noqa: E402
+
+import llkl_db  # noqa: E402
 from llkl_db.builders.build import BuildOptions  # noqa: E402
 from llkl_db.builders.plan import load_plan, parse_plan, parse_shard, shard_jobs  # noqa: E402
 from llkl_db.builders.run import run_jobs  # noqa: E402
 from llkl_db.cli import app  # noqa: E402
-from tiny_models import save_tiny  # noqa: E402
-
-import llkl_db  # noqa: E402
 from llkl_db.errors import LlklError  # noqa: E402
 from llkl_db.io.texts import write_texts  # noqa: E402
 from llkl_db.merge import merge  # noqa: E402

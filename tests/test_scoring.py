@@ -7,9 +7,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tiny_models import byte_tokenizer, reference_loglik, tiny_model  # noqa: E402
+
 from llkl_db.builders.scoring import score_texts  # noqa: E402
 from llkl_db.builders.scoring.windows import text_windows  # noqa: E402
-from tiny_models import byte_tokenizer, reference_loglik, tiny_model  # noqa: E402
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -74,3 +75,23 @@ def test_layer_out_of_range_is_a_clear_error():
 
     with pytest.raises(LlklError, match="out of range"):
         score_texts(tiny_model("llama"), byte_tokenizer(), ["x"], layers=[3], progress=False)
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_finished_work(monkeypatch):
+    from llkl_db.builders.scoring import score as score_module
+
+    real = score_module._score_batch
+    sizes = []
+
+    def limited(model, head, batch, *args):
+        sizes.append(len(batch))
+        if len(batch) > 3:
+            raise torch.OutOfMemoryError("simulated")
+        return real(model, head, batch, *args)
+
+    model, tok = tiny_model("llama"), byte_tokenizer()
+    expected = score_texts(model, tok, TEXTS, batch_size=1, progress=False)
+    monkeypatch.setattr(score_module, "_score_batch", limited)
+    result = score_texts(model, tok, TEXTS, batch_size=8, progress=False)
+    assert result.batch_size == 3 and sizes == [6, 3, 3]
+    np.testing.assert_allclose(result.loglik[None], expected.loglik[None], atol=1e-4)

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from llkl_db.builders.scoring.batching import plan_batches
 from llkl_db.builders.scoring.head import OutputHead
 from llkl_db.builders.scoring.progress import TokenProgress
 from llkl_db.builders.scoring.windows import Window, text_windows
-
 from llkl_db.errors import LlklError
 
 DEFAULT_MAX_LENGTH = 2048

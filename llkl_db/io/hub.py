@@ -15,7 +15,12 @@ def download_dataset(repo_id: str, revision: str | None = None) -> Path:
     Uses ``snapshot_download`` so that a second run, and ``HF_HUB_OFFLINE=1``, read the cache.
     """
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         folder = snapshot_download(

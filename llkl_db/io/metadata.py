@@ -50,7 +50,13 @@ def read_metadata(root: Path) -> DatasetMetadata:
     missing = sorted(known - set(raw) - {"clip_percentile", "clip_threshold"})
     if missing:
         raise LlklError(f"{path}: missing field(s) {', '.join(missing)}")
-    meta = DatasetMetadata(**{k: v for k, v in raw.items() if k in known})
+    fields = {k: v for k, v in raw.items() if k in known}
+    fields.setdefault("clip_threshold", None)
+    meta = DatasetMetadata(**fields)
+    for name in ("clip_threshold", "clip_percentile"):
+        value = getattr(meta, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise LlklError(f"{path}: {name} must be a number, got {value!r}")
     if not _SEMVER.match(str(meta.dataset_version)):
         raise LlklError(f"{path}: dataset_version {meta.dataset_version!r} is not X.Y.Z")
     if not (isinstance(meta.n_texts, int) and meta.n_texts > 0):

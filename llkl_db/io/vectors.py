@@ -58,25 +58,27 @@ def vector_files(root: Path) -> list[Path]:
     return sorted((root / VECTOR_DIR).rglob("*.parquet"))
 
 
-def check_file_schema(path: Path, n_texts: int) -> None:
-    """Check one file's footer: readable, our schema version, the columns and vector length."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def check_file_schema(path: Path, n_texts: int) -> list[str]:
+    """Check one file's footer: readable, our schema version, the columns and vector length.
+    Returns the file's column names. (Polars reads the footer: pyarrow is not imported to query.)"""
+    import polars as pl
 
     try:
-        schema = pq.read_schema(path)
+        metadata = pl.read_parquet_metadata(path)
+        schema = pl.read_parquet_schema(path)
     except Exception as exc:
         raise LlklError(f"{path}: not a readable Parquet file ({_short(exc)})") from None
-    version = (schema.metadata or {}).get(PARQUET_VERSION_KEY)
-    if version != str(SCHEMA_VERSION).encode():
-        shown = version.decode(errors="replace") if version else "missing"
+    version = metadata.get(PARQUET_VERSION_KEY.decode())
+    if version != str(SCHEMA_VERSION):
+        shown = version if version else "missing"
         raise LlklError(f"{path}: schema version {shown}, this llkl-db reads version {SCHEMA_VERSION}")
-    missing = [c for c in ["entry_id", "model_id", "revision", "text_set", "text_set_sha256", "loglik"] if c not in schema.names]
+    missing = [c for c in ["entry_id", "model_id", "revision", "text_set", "text_set_sha256", "loglik"] if c not in schema]
     if missing:
         raise LlklError(f"{path}: missing column(s) {', '.join(missing)}")
-    loglik_type = schema.field("loglik").type
-    if not pa.types.is_fixed_size_list(loglik_type) or loglik_type.list_size != n_texts:
+    loglik_type = schema["loglik"]
+    if not (isinstance(loglik_type, pl.Array) and loglik_type.size == n_texts and loglik_type.inner.is_float()):
         raise LlklError(f"{path}: loglik must be a fixed-size list of {n_texts} floats, found {loglik_type}")
+    return list(schema.names())
 
 
 def _short(exc: Exception) -> str:
@@ -91,18 +93,19 @@ class TextSetKey:
     sha256: str
 
 
-def scan_entries(files: list[Path], n_texts: int, text_set: TextSetKey):
+def scan_entries(files: list[Path], n_texts: int, text_set: TextSetKey, root: Path | None = None):
     """Read the metadata columns of all files into one DataFrame (with a ``_file`` column),
     rejecting unreadable files, other text sets, duplicate entry ids and an empty result."""
     import polars as pl
 
     if not files:
-        raise LlklError("empty dataset: no vector files")
+        where = f"{root / VECTOR_DIR}: " if root is not None else ""
+        raise LlklError(f"{where}empty dataset: no vector files (*.parquet)")
     frames = []
     for path in files:
-        check_file_schema(path, n_texts)
+        names = check_file_schema(path, n_texts)
         try:
-            df = pl.read_parquet(path, columns=[c for c in METADATA_COLUMNS if c in _names(path)])
+            df = pl.read_parquet(path, columns=[c for c in METADATA_COLUMNS if c in names])
         except Exception as exc:
             raise LlklError(f"{path}: not a readable Parquet file ({_short(exc)})") from None
         frames.append(df.with_columns(pl.lit(str(path)).alias(FILE_COLUMN)))
@@ -112,7 +115,8 @@ def scan_entries(files: list[Path], n_texts: int, text_set: TextSetKey):
             entries = entries.with_columns(pl.lit(None).alias(column))
     entries = entries.select(METADATA_COLUMNS + [FILE_COLUMN])
     if entries.height == 0:
-        raise LlklError(f"empty dataset: {len(files)} vector file(s) hold no entries")
+        where = f"{root / VECTOR_DIR}: " if root is not None else ""
+        raise LlklError(f"{where}empty dataset: {len(files)} vector file(s) hold no entries")
     wrong = entries.filter((pl.col("text_set") != text_set.name) | (pl.col("text_set_sha256") != text_set.sha256))
     if wrong.height:
         row = wrong.row(0, named=True)
@@ -128,12 +132,6 @@ def scan_entries(files: list[Path], n_texts: int, text_set: TextSetKey):
     return entries
 
 
-def _names(path: Path) -> list[str]:
-    import pyarrow.parquet as pq
-
-    return pq.read_schema(path).names
-
-
 def read_loglik(entries, n_texts: int) -> np.ndarray:
     """The K x N float32 matrix of ``entries`` (a frame from :func:`scan_entries`), in row order,
     rejecting NaN and infinite values with the file and entry named."""
@@ -144,6 +142,8 @@ def read_loglik(entries, n_texts: int) -> np.ndarray:
     for file, group in positions.group_by(FILE_COLUMN, maintain_order=True):
         path = file[0]
         ids = group["entry_id"]
+        if not Path(path).is_file():
+            raise LlklError(f"{path}: missing vector file (removed since the dataset was opened?)")
         try:
             df = pl.read_parquet(path, columns=["entry_id", "loglik"])
         except Exception as exc:

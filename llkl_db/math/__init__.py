@@ -8,6 +8,7 @@ from .centering import (
     clip_threshold,
     double_center,
     prepare,
+    prepare_clipped,
 )
 from .kl import KLEstimate, from_variance, nats_to_bits_per_byte, pair_kl, variance_with_se
 from .matrix import sq_distance_matrix, variance_matrix, variance_se_matrix
@@ -26,6 +27,7 @@ __all__ = [
     "nearest",
     "pair_kl",
     "prepare",
+    "prepare_clipped",
     "sq_distance_matrix",
     "variance_matrix",
     "variance_se_matrix",

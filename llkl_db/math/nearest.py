@@ -48,8 +48,10 @@ def nearest(
     if k == 0:
         empty = np.empty(0)
         return empty.astype(np.int64), empty, empty
-    kth = np.partition(dist, k - 1)[k - 1]
-    pool = np.flatnonzero(dist - bound <= kth + bound.max())
+    # The true k-th distance is at most the k-th smallest upper bound; a row can only be among
+    # the k nearest if its lower bound does not exceed that.
+    kth_upper = np.partition(dist + bound, k - 1)[k - 1]
+    pool = np.flatnonzero(dist - bound <= kth_upper)
     diff = prepared.clipped[pool].astype(np.float64) - np.asarray(query_clipped, np.float64)
     var, se = variance_with_se(diff)
     order = np.argsort(var, kind="stable")[:k]

@@ -1,0 +1,1 @@
+"""Readers of the offline corpora: each yields documents as (doc_id, text)."""
