@@ -33,6 +33,7 @@ def _arrow_type(type_name: str, n_texts: int | None):
     simple = {
         "int32": pa.int32(),
         "int64": pa.int64(),
+        "float64": pa.float64(),
         "string": pa.string(),
         "timestamp[us, UTC]": pa.timestamp("us", tz="UTC"),
     }
