@@ -130,8 +130,10 @@ def merge(
     from llkl_db.merge import merge as merge_folders
 
     metadata = merge_folders(inputs, out, dataset_version=version, recompute_clip=recompute_clip)
+    layers = "" if metadata.layer_clip_threshold is None else f", layers {metadata.layer_clip_threshold:.3f}"
     note(
-        f"{out}: dataset {metadata.dataset_version}, text set {metadata.text_set}, clip threshold {metadata.clip_threshold:.3f}"
+        f"{out}: dataset {metadata.dataset_version}, text set {metadata.text_set}, "
+        f"clip threshold {metadata.clip_threshold:.3f}{layers}"
     )
 
 

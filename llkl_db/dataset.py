@@ -43,19 +43,29 @@ class _Store:
         self.entries = entries
 
     @cached_property
-    def clipped(self) -> np.ndarray:
-        """The K x N matrix clipped at the dataset's threshold (float32; the raw copy is not kept)."""
-        raw = read_loglik(self.entries, self.metadata.n_texts)
-        if self.metadata.clip_threshold is None:
-            self.__dict__["clip_threshold"] = llmath.clip_threshold(raw, self.metadata.clip_percentile)
-        return np.maximum(raw, np.float32(self.clip_threshold), out=raw)
+    def row_groups(self) -> np.ndarray:
+        """0 for a model's output, 1 for a logit-lens layer: each group has its own clip threshold."""
+        return self.entries["layer"].is_not_null().to_numpy().astype(np.int8)
 
     @cached_property
-    def clip_threshold(self) -> float:
-        if self.metadata.clip_threshold is not None:
-            return float(self.metadata.clip_threshold)
-        _ = self.clipped  # computes the threshold from the raw values on the way
-        return self.__dict__["clip_threshold"]
+    def row_thresholds(self) -> np.ndarray:
+        """The clip threshold of each row (recorded in the metadata, else computed)."""
+        return self._clip()[1]
+
+    @cached_property
+    def clipped(self) -> np.ndarray:
+        """The K x N matrix clipped at the dataset's thresholds (float32; the raw copy is not kept)."""
+        return self._clip()[0]
+
+    def _clip(self) -> tuple[np.ndarray, np.ndarray]:
+        # Fills both cached properties at once: the raw matrix is clipped in place.
+        raw = read_loglik(self.entries, self.metadata.n_texts)
+        recorded = {0: self.metadata.clip_threshold, 1: self.metadata.layer_clip_threshold}
+        thresholds = llmath.group_thresholds(raw, self.row_groups, recorded, self.metadata.clip_percentile)
+        np.maximum(raw, thresholds[:, None].astype(np.float32), out=raw)
+        self.__dict__["row_thresholds"] = thresholds
+        self.__dict__["clipped"] = raw
+        return raw, thresholds
 
     @cached_property
     def prepared(self) -> llmath.Prepared:
@@ -112,6 +122,15 @@ class Dataset:
     def entries(self) -> pl.DataFrame:
         """Metadata of the entries in this view (no vectors), one row each."""
         return self._store.entries[self._rows].drop(FILE_COLUMN)
+
+    @property
+    def clip_thresholds(self) -> dict[str, float]:
+        """The clip thresholds in use (nats): 'outputs', and 'layers' when logit-lens entries exist."""
+        store = self._store
+        names = {0: "outputs", 1: "layers"}
+        return {
+            names[int(g)]: float(store.row_thresholds[store.row_groups == g][0]) for g in np.unique(store.row_groups)
+        }
 
     def __len__(self) -> int:
         return int(self._rows.size)
@@ -231,6 +250,7 @@ class Dataset:
             "n_entries": len(self),
             "n_models": self.entries["model_id"].n_unique(),
             "clip_threshold": meta.clip_threshold,
+            "layer_clip_threshold": meta.layer_clip_threshold,
             "clip_percentile": meta.clip_percentile,
             "vector_files": len(files),
             "size_bytes": sum(f.stat().st_size for f in files),

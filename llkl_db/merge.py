@@ -11,11 +11,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from llkl_db import math as llmath
 from llkl_db.card import render_card
 from llkl_db.errors import LlklError
 from llkl_db.io.atomic import write_text_atomic
 from llkl_db.io.metadata import DatasetMetadata, read_metadata, write_metadata
+from llkl_db.io.tables import merge_tables
 from llkl_db.io.texts import read_texts, text_set_sha256
 from llkl_db.io.vectors import TextSetKey, read_loglik, scan_entries, vector_files
 from llkl_db.schema import METADATA_FILE
@@ -53,17 +56,16 @@ def merge(
     files = [f for folder in sources for f in vector_files(folder)]
     entries = scan_entries(files, len(texts), key)
 
-    threshold = existing.clip_threshold if existing and not recompute_clip else None
-    if threshold is None:
-        threshold = llmath.clip_threshold(read_loglik(entries, len(texts)), llmath.DEFAULT_CLIP_PERCENTILE)
+    thresholds = _clip_thresholds(entries, len(texts), existing if not recompute_clip else None)
     metadata = DatasetMetadata(
         dataset_version=dataset_version or (existing.dataset_version if existing else "0.1.0"),
         text_set=key.name,
         text_set_sha256=key.sha256,
         n_texts=len(texts),
         mean_text_bytes=sum(len(t.encode("utf-8")) for t in texts) / len(texts),
-        clip_threshold=threshold,
+        clip_threshold=thresholds.get(0),
         clip_percentile=llmath.DEFAULT_CLIP_PERCENTILE,
+        layer_clip_threshold=thresholds.get(1),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.merge-", dir=out.parent))
@@ -79,6 +81,7 @@ def merge(
                 used.add(rel)
                 (staging / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(f, staging / rel)
+        merge_tables(sources, staging)  # optional tables (weight distances, scores) come along
         write_metadata(staging, metadata)
         staged_entries = scan_entries(vector_files(staging), len(texts), key)
         write_text_atomic(staging / "README.md", render_card(staging, metadata, staged_entries))
@@ -87,6 +90,18 @@ def merge(
         if staging.exists():
             shutil.rmtree(staging)
     return metadata
+
+
+def _clip_thresholds(entries, n_texts: int, existing: DatasetMetadata | None) -> dict[int, float]:
+    """The clip thresholds of model outputs (0) and logit-lens layers (1): the recorded ones of
+    an existing version (distances stay comparable), else the percentile of each group's values."""
+    recorded = {0: existing.clip_threshold, 1: existing.layer_clip_threshold} if existing else {}
+    groups = entries["layer"].is_not_null().to_numpy().astype(np.int8)
+    if all(recorded.get(int(g)) is not None for g in np.unique(groups)):
+        return {g: v for g, v in recorded.items() if v is not None}
+    loglik = read_loglik(entries, n_texts)
+    per_row = llmath.group_thresholds(loglik, groups, recorded, llmath.DEFAULT_CLIP_PERCENTILE)
+    return {int(g): float(per_row[groups == g][0]) for g in np.unique(groups)}
 
 
 def _swap_in(staging: Path, out: Path) -> None:

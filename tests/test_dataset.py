@@ -28,15 +28,46 @@ def _family_rows() -> list[dict]:
     """One model with several entries (revisions, a layer, a variant), one with steps only, others."""
     rows = []
     for revision, step in (("step1000", 1000), ("main", 143000), ("step2000", 2000)):
-        rows.append({"entry_id": entry_id("EleutherAI/pythia-70m", revision), "model_id": "EleutherAI/pythia-70m",
-                     "revision": revision, "step": step, "model_type": "gpt_neox", "n_params": 70_000_000})
-    rows.append({"entry_id": entry_id("EleutherAI/pythia-70m", "main", layer=3), "model_id": "EleutherAI/pythia-70m",
-                 "revision": "main", "step": 143000, "layer": 3, "n_layers": 6, "model_type": "gpt_neox"})
-    rows.append({"entry_id": entry_id("EleutherAI/pythia-70m", "main", variant="q8_0"),
-                 "model_id": "EleutherAI/pythia-70m", "revision": "main", "variant": "q8_0", "model_type": "gpt_neox"})
+        rows.append(
+            {
+                "entry_id": entry_id("EleutherAI/pythia-70m", revision),
+                "model_id": "EleutherAI/pythia-70m",
+                "revision": revision,
+                "step": step,
+                "model_type": "gpt_neox",
+                "n_params": 70_000_000,
+            }
+        )
+    rows.append(
+        {
+            "entry_id": entry_id("EleutherAI/pythia-70m", "main", layer=3),
+            "model_id": "EleutherAI/pythia-70m",
+            "revision": "main",
+            "step": 143000,
+            "layer": 3,
+            "n_layers": 6,
+            "model_type": "gpt_neox",
+        }
+    )
+    rows.append(
+        {
+            "entry_id": entry_id("EleutherAI/pythia-70m", "main", variant="q8_0"),
+            "model_id": "EleutherAI/pythia-70m",
+            "revision": "main",
+            "variant": "q8_0",
+            "model_type": "gpt_neox",
+        }
+    )
     for revision, step in (("step10", 10), ("step500", 500), ("step90", 90)):
-        rows.append({"entry_id": entry_id("org/ckpt-only", revision), "model_id": "org/ckpt-only",
-                     "revision": revision, "step": step, "model_type": "llama"})
+        rows.append(
+            {
+                "entry_id": entry_id("org/ckpt-only", revision),
+                "model_id": "org/ckpt-only",
+                "revision": revision,
+                "step": step,
+                "model_type": "llama",
+            }
+        )
     rows += default_rows(6)
     return rows
 
@@ -69,8 +100,11 @@ def test_open_folder_and_info(family):
 def test_open_string_path_and_missing_clip_threshold_uses_percentile(family):
     ds = llkl_db.open(str(family))
     raw = synthetic_loglik(14, 64, seed=1)
-    assert ds._store.clip_threshold == pytest.approx(np.percentile(raw, 2.0))
-    np.testing.assert_array_equal(ds.loglik, np.maximum(raw, np.float32(np.percentile(raw, 2.0))))
+    is_layer = np.array([row.get("layer") is not None for row in _family_rows()])  # row 3 is a layer
+    outputs, layers = np.percentile(raw[~is_layer], 2.0), np.percentile(raw[is_layer], 2.0)
+    assert ds.clip_thresholds == {"outputs": pytest.approx(outputs), "layers": pytest.approx(layers)}
+    expected = np.maximum(raw, np.where(is_layer, layers, outputs)[:, None].astype(np.float32))
+    np.testing.assert_array_equal(ds.loglik, expected)
 
 
 def test_recorded_clip_threshold_is_used(tmp_path):
@@ -110,7 +144,9 @@ def test_resolve_prefers_output_layer_final_revision_reference_precision(family)
     resolved = ds.resolve("EleutherAI/pythia-70m")
     assert resolved.entry_id == "EleutherAI/pythia-70m@main"
     assert resolved.note is not None and "5 entries" in resolved.note and "EleutherAI/pythia-70m@main" in resolved.note
-    assert "output layer" in resolved.note and "final revision" in resolved.note and "reference precision" in resolved.note
+    assert (
+        "output layer" in resolved.note and "final revision" in resolved.note and "reference precision" in resolved.note
+    )
     # without a 'main' revision: the largest step
     assert ds.resolve("org/ckpt-only").entry_id == "org/ckpt-only@step500"
     # MODEL@REV and full entry ids
@@ -126,7 +162,9 @@ def test_unknown_name_lists_closest(family):
     ds = llkl_db.open(family)
     with pytest.raises(UnknownEntryError) as excinfo:
         ds.resolve("EleutherAI/pythia-70")
-    message = _one_line_error(excinfo, "unknown model or entry 'EleutherAI/pythia-70'", "closest", "EleutherAI/pythia-70m")
+    message = _one_line_error(
+        excinfo, "unknown model or entry 'EleutherAI/pythia-70'", "closest", "EleutherAI/pythia-70m"
+    )
     assert excinfo.value.exit_code == 2
     assert message.startswith("unknown")
     with pytest.raises(UnknownEntryError) as excinfo:
@@ -156,10 +194,18 @@ def test_nearest_and_kl_values(family):
     np.testing.assert_allclose(table["kl_bpb"].to_numpy(), np.sort(var)[:4] / (2 * b * np.log(2)), rtol=1e-10)
     assert (table["se_bpb"] > 0).all()
     assert result.scale.startswith("Scale (arXiv 2505.15353")
-    assert set(table["level"].to_list()) <= {"checkpoint", "seed", "quantization/fine-tune", "same-type", "other-family"}
+    assert set(table["level"].to_list()) <= {
+        "checkpoint",
+        "seed",
+        "quantization/fine-tune",
+        "same-type",
+        "other-family",
+    }
     # where restricts the neighbours, not the query
     only_llama = ds.nearest("org/model-001", k=10, where="model_type = 'llama'")
-    assert set(ds.entries.filter(ds.entries["entry_id"].is_in(only_llama.table["entry_id"].implode()))["model_type"]) == {"llama"}
+    assert set(
+        ds.entries.filter(ds.entries["entry_id"].is_in(only_llama.table["entry_id"].implode()))["model_type"]
+    ) == {"llama"}
     with pytest.raises(LlklError, match="-k 0"):
         ds.nearest("org/model-001", k=0)
     pair = ds.kl("org/model-001", "EleutherAI/pythia-70m")
@@ -196,7 +242,10 @@ def test_models_table_and_search(family):
     assert pythia["entries"] == 5 and pythia["revisions"] == 3 and pythia["layers"] == 1 and pythia["variants"] == 1
     assert ds.models(search="PYTHIA")["model_id"].to_list() == ["EleutherAI/pythia-70m"]
     assert ds.filter("model_type = 'llama'").models()["model_id"].to_list() == [
-        "org/ckpt-only", "org/model-000", "org/model-003"]
+        "org/ckpt-only",
+        "org/model-000",
+        "org/model-003",
+    ]
 
 
 # --- bad input: each a one-line LlklError naming the file and the problem -------------------------
@@ -387,3 +436,25 @@ def test_an_empty_file_beside_others_is_fine(tmp_path):
     ds = llkl_db.open(root)
     assert len(ds) == 3
     assert ds.nearest("org/model-000", k=5).table.height == 2
+
+
+def test_layers_have_their_own_clip_threshold(tmp_path):
+    """Logit-lens layers score far below outputs; one threshold over both would never clip outputs."""
+    from llkl_db.math import clip_threshold
+    from llkl_db.merge import merge
+
+    outputs = synthetic_loglik(6, 200, seed=1)
+    layers = outputs[:3] * 30.0  # lens values: tens of times lower
+    rows = default_rows(6) + [
+        {"entry_id": f"org/model-00{i}@main:L{i}", "model_id": f"org/model-00{i}", "layer": i} for i in range(3)
+    ]
+    src = write_dataset(tmp_path / "src", np.vstack([outputs, layers]), rows)
+    meta = merge([src], tmp_path / "ds")
+    assert meta.clip_threshold == pytest.approx(clip_threshold(outputs), rel=1e-6)
+    assert meta.layer_clip_threshold == pytest.approx(clip_threshold(layers), rel=1e-6)
+    ds = llkl_db.open(tmp_path / "ds")
+    np.testing.assert_allclose(ds.vector("org/model-000"), np.maximum(outputs[0], np.float32(meta.clip_threshold)))
+    np.testing.assert_allclose(
+        ds.vector("org/model-001@main:L1"), np.maximum(layers[1], np.float32(meta.layer_clip_threshold))
+    )
+    assert (outputs < meta.clip_threshold).mean() == pytest.approx(0.02, abs=0.002)

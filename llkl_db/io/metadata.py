@@ -27,6 +27,9 @@ class DatasetMetadata:
     clip_threshold: float | None
     clip_percentile: float = 2.0
     schema_version: int = SCHEMA_VERSION
+    # Logit-lens layers live on another range of values (far below a model's output), so
+    # they are clipped at the same percentile of their own values.
+    layer_clip_threshold: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -47,13 +50,13 @@ def read_metadata(root: Path) -> DatasetMetadata:
     if version != SCHEMA_VERSION:
         raise LlklError(f"{path}: schema version {version!r}, this llkl-db reads version {SCHEMA_VERSION}")
     known = set(DatasetMetadata.__dataclass_fields__)
-    missing = sorted(known - set(raw) - {"clip_percentile", "clip_threshold"})
+    missing = sorted(known - set(raw) - {"clip_percentile", "clip_threshold", "layer_clip_threshold"})
     if missing:
         raise LlklError(f"{path}: missing field(s) {', '.join(missing)}")
     fields = {k: v for k, v in raw.items() if k in known}
     fields.setdefault("clip_threshold", None)
     meta = DatasetMetadata(**fields)
-    for name in ("clip_threshold", "clip_percentile"):
+    for name in ("clip_threshold", "clip_percentile", "layer_clip_threshold"):
         value = getattr(meta, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise LlklError(f"{path}: {name} must be a number, got {value!r}")

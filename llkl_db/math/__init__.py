@@ -7,6 +7,7 @@ from .centering import (
     clip,
     clip_threshold,
     double_center,
+    group_thresholds,
     prepare,
     prepare_clipped,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "center_rows",
     "clip",
     "clip_threshold",
+    "group_thresholds",
     "double_center",
     "from_variance",
     "nats_to_bits_per_byte",

@@ -27,6 +27,22 @@ def clip_threshold(loglik: np.ndarray, percentile: float = DEFAULT_CLIP_PERCENTI
     return float(np.percentile(loglik, percentile))
 
 
+def group_thresholds(
+    loglik: np.ndarray,
+    groups: np.ndarray,
+    recorded: dict[int, float | None],
+    percentile: float = DEFAULT_CLIP_PERCENTILE,
+) -> np.ndarray:
+    """One clip threshold per row: each group's recorded threshold, else the percentile of that
+    group's values. ``groups`` labels the rows (e.g. 0 = model outputs, 1 = logit-lens layers)."""
+    out = np.empty(loglik.shape[0], dtype=np.float64)
+    for group in np.unique(groups):
+        rows = groups == group
+        value = recorded.get(int(group))
+        out[rows] = clip_threshold(loglik[rows], percentile) if value is None else value
+    return out
+
+
 def clip(loglik: np.ndarray, threshold: float | None) -> np.ndarray:
     """max(L, c) as a new float32 array; a None threshold leaves values as they are."""
     out = np.asarray(loglik, dtype=np.float32)
