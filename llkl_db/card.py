@@ -34,6 +34,9 @@ def render_card(root: Path, metadata: DatasetMetadata, entries: pl.DataFrame, re
     )
     configs = [f"- config_name: {k}\n  data_files: {VECTOR_DIR}/{k}/*.parquet" for k in kinds["kind"]]
     configs.append(f"- config_name: texts\n  data_files: texts/{metadata.text_set}.parquet")
+    scores_file = root / "tables" / "model_scores.parquet"
+    if scores_file.is_file():
+        configs.append("- config_name: model_scores\n  data_files: tables/model_scores.parquet")
     kinds_table = "\n".join(
         ["| kind | entries | models |", "|---|---|---|"]
         + [f"| {r['kind']} | {r['entries']} | {r['models']} |" for r in kinds.iter_rows(named=True)]
@@ -58,6 +61,10 @@ def render_card(root: Path, metadata: DatasetMetadata, entries: pl.DataFrame, re
         vector_fields=_fields_table("vectors"),
         text_fields=_fields_table("texts"),
         licences=licences,
+        vector_sources=_vector_sources(entries),
+        tables_section=_tables_section(root),
+        changelog_note=_changelog_note(root),
+        first_kind=kinds["kind"][0] if kinds.height else "models",
     )
 
 
@@ -69,3 +76,52 @@ def _licences(texts_path: Path) -> str:
     return "\n".join(
         f"- {r['source']} ({r['len']} texts): {r['license'] or 'see source'}" for r in rows.iter_rows(named=True)
     )
+
+
+def _vector_sources(entries: pl.DataFrame) -> str:
+    """Licence notes per source of vectors: who computed them, with which BOS policy."""
+    if "contributor" not in entries.columns:
+        return "- all vectors: CC BY 4.0"
+    rows = (
+        entries.with_columns(pl.col("contributor").fill_null("not recorded"), pl.col("bos_policy").fill_null("?"))
+        .group_by("contributor", maintain_order=True)
+        .agg(pl.len(), pl.col("bos_policy").unique().sort())
+        .sort("contributor")
+    )
+    lines = []
+    for r in rows.iter_rows(named=True):
+        note = "CC BY 4.0"
+        if "shimo-lab/modelmap" in r["contributor"]:
+            note = (
+                "published with arXiv:2502.16173 (shimo-lab/modelmap); cite the paper; "
+                "first token not scored (bos_policy skip-first)"
+            )
+        lines.append(f"- {r['contributor']}: {r['len']} entries, bos_policy {', '.join(r['bos_policy'])}; {note}")
+    return "\n".join(lines)
+
+
+def _tables_section(root: Path) -> str:
+    path = root / "tables" / "model_scores.parquet"
+    if not path.is_file():
+        return ""
+    df = pl.read_parquet(path, columns=["model_id", "score", "source"])
+    scores = df.group_by("score").agg(pl.len(), pl.col("source").drop_nulls().first()).sort("score")
+    lines = [
+        "## Model scores",
+        "",
+        f"`tables/model_scores.parquet` (config `model_scores`): {df.height} rows, "
+        f"{df['model_id'].n_unique()} models. `llkl-db predict SCORE` predicts one from the vectors "
+        "(ridge regression, cross-validation grouped by model type).",
+        "",
+        "| score | models | source |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {r['score']} | {r['len']} | {r['source'] or ''} |" for r in scores.iter_rows(named=True)]
+    lines += ["", _fields_table("model_scores"), ""]
+    return "\n".join(lines)
+
+
+def _changelog_note(root: Path) -> str:
+    if (root / "CHANGELOG.md").is_file():
+        return "Entries added and changed in each version: [CHANGELOG.md](CHANGELOG.md), generated from the data."
+    return "Each published version lists its added and changed entries in CHANGELOG.md, generated from the data."

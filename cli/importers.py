@@ -1,0 +1,51 @@
+"""``llkl-db import``: bring vectors published elsewhere into schema v1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from llkl_db.cli import options
+from llkl_db.cli.errors import handle_errors
+from llkl_db.cli.output import note, print_json
+
+app = typer.Typer(help="Import published vectors (the 2025 paper's 1,018 models) into a dataset.", no_args_is_help=True)
+
+
+@app.command("modelmap")
+@handle_errors
+def modelmap(
+    folder: Annotated[
+        Path,
+        typer.Argument(help="Folder with raw_log-likelihood_1018.pkl and/or model-data-1018.pkl (shimo-lab/modelmap)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to create or extend.")],
+    texts: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--texts", help="texts-10k-pile.jsonl or a pile-10k text-set Parquet (default: the jsonl in FOLDER)."
+        ),
+    ] = None,
+    version: Annotated[Optional[str], typer.Option("--version", help="Dataset version X.Y.Z to record.")] = None,
+    json: options.Json = False,
+) -> None:
+    """Convert the 1,018 models of arXiv 2502.16173 (pickles, loaded safely) into schema v1 on pile-10k."""
+    from llkl_db.importers import import_modelmap
+
+    summary = import_modelmap(folder, out, texts=texts, dataset_version=version)
+    if json:
+        print_json(summary.to_dict())
+        return
+    for line in summary.skipped:
+        note(f"skipped {line}")
+    typer.echo(
+        f"Imported {summary.n_entries} entries and {summary.n_scores} scores into {summary.out} "
+        f"(text set {summary.text_set}, dataset {summary.dataset_version}, bos_policy skip-first)"
+    )
+
+
+def register(parent: typer.Typer) -> None:
+    """Add the ``import`` command group to ``parent``."""
+    parent.add_typer(app, name="import")

@@ -1,0 +1,288 @@
+"""Import the 2025 paper's published vectors (shimo-lab/modelmap, ``1000models/data``) as schema v1.
+
+- ``raw_log-likelihood_1018.pkl``: a dict from model name to a float array of 10,000 (nats);
+- ``model-data-1018.pkl``: a list of dicts with ``model_name``, ``model_type``, ``model_size``
+  (billions of parameters), ``created_at``, ``downloads``, ``tags``, ``log-likelihood-10k``,
+  ``mean_logp`` and the ``score_v1_*`` benchmark scores (Open LLM Leaderboard v1).
+
+Both are loaded with :func:`llkl_db.importers.safe_pickle.load_pickle`. The vectors go on the
+pile-10k text set (the published ``texts-10k-pile.jsonl``, or a text-set Parquet) with
+bos_policy ``skip-first``: the 2025 code scored tokens 2..n. Scores go into
+``tables/model_scores.parquet``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llkl_db.errors import LlklError
+
+RAW_FILE = "raw_log-likelihood_1018.pkl"
+META_FILE = "model-data-1018.pkl"
+TEXTS_FILE = "texts-10k-pile.jsonl"
+TEXT_SET = "pile-10k"
+BOS_POLICY = "skip-first"
+CONTRIBUTOR = "shimo-lab/modelmap (Oyama et al., ACL 2025, arXiv:2502.16173)"
+SCORE_SOURCE = "Open LLM Leaderboard v1, via model-data-1018.pkl of shimo-lab/modelmap (arXiv:2502.16173)"
+ENTRIES_PER_FILE = 256
+KIND = "models"
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    """What an import wrote."""
+
+    out: Path
+    n_entries: int
+    n_scores: int
+    text_set: str
+    dataset_version: str
+    skipped: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "n_entries": self.n_entries,
+            "n_scores": self.n_scores,
+            "text_set": self.text_set,
+            "dataset_version": self.dataset_version,
+            "skipped": self.skipped,
+        }
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    direct = folder / name
+    if direct.is_file():
+        return direct
+    found = sorted(folder.rglob(name))
+    return found[0] if found else None
+
+
+def read_raw(path: Path) -> dict[str, np.ndarray]:
+    """``raw_log-likelihood_1018.pkl``: model name -> float64 vector."""
+    from .safe_pickle import load_pickle
+
+    data = load_pickle(path)
+    if not isinstance(data, dict):
+        raise LlklError(f"{path}: expected a dict from model name to an array, got {type(data).__name__}")
+    out = {}
+    for name, vector in data.items():
+        if not isinstance(name, str):
+            raise LlklError(f"{path}: model names must be strings, got {type(name).__name__}")
+        out[name] = _vector(vector, f"{path}: {name}")
+    return out
+
+
+def read_model_data(path: Path) -> list[dict[str, Any]]:
+    """``model-data-1018.pkl``: one dict per model, with ``model_name`` required."""
+    from .safe_pickle import load_pickle
+
+    data = load_pickle(path)
+    if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+        raise LlklError(f"{path}: expected a list of dicts (one per model)")
+    for i, item in enumerate(data):
+        if not isinstance(item.get("model_name"), str):
+            raise LlklError(f"{path}: item {i} has no string 'model_name'")
+    return data
+
+
+def _vector(value: Any, where: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise LlklError(f"{where}: not a numeric vector") from None
+    if arr.ndim != 1:
+        raise LlklError(f"{where}: expected a 1-d vector, got shape {arr.shape}")
+    return arr
+
+
+def _n_params(size: Any) -> int | None:
+    """model_size is in billions of parameters."""
+    if isinstance(size, bool) or not isinstance(size, (int, float, np.integer, np.floating)):
+        return None
+    size = float(size)
+    return int(round(size * 1e9)) if math.isfinite(size) and size > 0 else None
+
+
+def base_model_of(tags: Any) -> str | None:
+    """The parent of a fine-tune from the Hub tags ('base_model:finetune:X', else 'base_model:X')."""
+    if not isinstance(tags, (list, tuple)):
+        return None
+    plain = None
+    for tag in tags:
+        if not isinstance(tag, str) or not tag.startswith("base_model:"):
+            continue
+        rest = tag[len("base_model:") :]
+        if rest.startswith("finetune:"):
+            return rest[len("finetune:") :]
+        if ":" not in rest and plain is None:
+            plain = rest
+    return plain
+
+
+def score_rows(model_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the model_scores table: every ``score_v1_*`` key and ``downloads``."""
+    rows = []
+    for item in model_data:
+        for key, value in item.items():
+            if not (key.startswith("score_v1_") or key == "downloads"):
+                continue
+            number = None
+            if not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)):
+                number = float(value) if math.isfinite(float(value)) else None
+            source = (
+                SCORE_SOURCE
+                if key.startswith("score_v1_")
+                else "Hugging Face Hub download count, via model-data-1018.pkl"
+            )
+            rows.append({"model_id": item["model_name"], "score": key, "value": number, "source": source})
+    return rows
+
+
+def _text_set(folder: Path, texts: Path | None, staging: Path):
+    """The pile-10k text set as a TextSet: from ``texts`` (jsonl or Parquet) or the jsonl in ``folder``."""
+    from llkl_db.textsets import load_text_set
+
+    source = texts or _find(folder, TEXTS_FILE)
+    if source is None:
+        raise LlklError(
+            f"{folder}: no {TEXTS_FILE} here; pass --texts with the 2025 texts jsonl or a pile-10k text-set Parquet"
+        )
+    source = Path(source)
+    if source.suffix == ".parquet":
+        return load_text_set(source)
+    from llkl_db.builders.texts.modelmap import import_modelmap as import_texts
+
+    target = staging / f"{TEXT_SET}.parquet"
+    import_texts(source, target, TEXT_SET)
+    return load_text_set(target)
+
+
+def _write_entries(path: Path, rows: list[dict[str, Any]], matrix: np.ndarray) -> None:
+    """Write entries with the vectors as one Arrow buffer (10,000 floats per row: no Python lists)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from llkl_db.io.atomic import atomic_path
+    from llkl_db.schema import arrow_schema
+
+    n = matrix.shape[1]
+    schema = arrow_schema("vectors", n)
+    columns = []
+    for field in schema:
+        if field.name == "loglik":
+            flat = pa.array(np.ascontiguousarray(matrix, dtype=np.float32).ravel(), type=pa.float32())
+            columns.append(pa.FixedSizeListArray.from_arrays(flat, n))
+        elif field.name == "n_tokens":
+            columns.append(pa.nulls(len(rows), type=field.type))
+        else:
+            columns.append(pa.array([r.get(field.name) for r in rows], type=field.type))
+    table = pa.Table.from_arrays(columns, schema=schema)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def import_modelmap(
+    folder: str | Path,
+    out: str | Path,
+    texts: str | Path | None = None,
+    dataset_version: str | None = None,
+) -> ImportSummary:
+    """Convert the 2025 paper's files in ``folder`` into the dataset ``out`` (created or extended).
+
+    Vectors come from ``raw_log-likelihood_1018.pkl`` when present, else from the
+    ``log-likelihood-10k`` of ``model-data-1018.pkl``; metadata (model_type, size, base model
+    from the tags) and scores from ``model-data-1018.pkl`` when present.
+    """
+    from llkl_db.io.scores import write_scores
+    from llkl_db.io.vectors import entry_id
+    from llkl_db.merge import merge
+
+    folder, out = Path(folder), Path(out)
+    if not folder.is_dir():
+        raise LlklError(f"{folder}: no such folder")
+    raw_path, meta_path = _find(folder, RAW_FILE), _find(folder, META_FILE)
+    if raw_path is None and meta_path is None:
+        raise LlklError(f"{folder}: neither {RAW_FILE} nor {META_FILE} found")
+    vectors = read_raw(raw_path) if raw_path else {}
+    model_data = read_model_data(meta_path) if meta_path else []
+    meta_by_name = {item["model_name"]: item for item in model_data}
+    if not vectors:
+        for name, item in meta_by_name.items():
+            if "log-likelihood-10k" in item:
+                vectors[name] = _vector(item["log-likelihood-10k"], f"{meta_path}: {name}")
+    if not vectors:
+        raise LlklError(f"{folder}: no log-likelihood vectors found")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=out.parent))
+    try:
+        text_set = _text_set(folder, Path(texts) if texts else None, staging)
+        n = len(text_set.texts)
+        names = sorted(vectors)
+        skipped = []
+        rows, kept = [], []
+        for name in names:
+            vector = vectors[name]
+            if vector.shape != (n,):
+                raise LlklError(
+                    f"{raw_path or meta_path}: {name} has {vector.size} values, the text set {text_set.name} has {n} texts"
+                )
+            if not np.isfinite(vector).all():
+                skipped.append(f"{name}: non-finite values")
+                continue
+            item = meta_by_name.get(name, {})
+            rows.append(
+                {
+                    "entry_id": entry_id(name, "main"),
+                    "model_id": name,
+                    "revision": "main",
+                    "model_type": item.get("model_type") if isinstance(item.get("model_type"), str) else None,
+                    "n_params": _n_params(item.get("model_size")),
+                    "base_model": base_model_of(item.get("tags")),
+                    "text_set": text_set.name,
+                    "text_set_sha256": text_set.sha256,
+                    "bos_policy": BOS_POLICY,
+                    "tokenizer": name,
+                    "contributor": CONTRIBUTOR,
+                }
+            )
+            kept.append(vector)
+        if not rows:
+            raise LlklError(f"{folder}: no importable vectors ({len(skipped)} skipped)")
+        matrix = np.stack(kept)
+        build = staging / "build"
+        (build / "texts").mkdir(parents=True)
+        shutil.copyfile(text_set.path, build / "texts" / f"{text_set.name}.parquet")
+        for start in range(0, len(rows), ENTRIES_PER_FILE):
+            part = build / "vectors" / KIND / f"modelmap-1018-{start // ENTRIES_PER_FILE:03d}.parquet"
+            _write_entries(part, rows[start : start + ENTRIES_PER_FILE], matrix[start : start + ENTRIES_PER_FILE])
+        metadata = merge([build], out, dataset_version=dataset_version)
+        scores = [r for r in score_rows(model_data) if r["model_id"] in set(names)]
+        if scores:
+            write_scores(out, scores, merge_existing=True)
+            _refresh_card(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ImportSummary(out, len(rows), len(scores), metadata.text_set, metadata.dataset_version, skipped)
+
+
+def _refresh_card(root: Path) -> None:
+    """Re-render the dataset card so that it lists the model_scores table."""
+    from llkl_db.card import render_card
+    from llkl_db.io.atomic import write_text_atomic
+    from llkl_db.io.metadata import read_metadata
+    from llkl_db.io.vectors import TextSetKey, scan_entries, vector_files
+
+    metadata = read_metadata(root)
+    entries = scan_entries(
+        vector_files(root), metadata.n_texts, TextSetKey(metadata.text_set, metadata.text_set_sha256), root
+    )
+    write_text_atomic(root / "README.md", render_card(root, metadata, entries))

@@ -1,0 +1,61 @@
+"""The optional ``model_scores`` table (``tables/model_scores.parquet``): benchmark scores and
+other per-model numbers, one row per model and score (schema v1, table model_scores)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from llkl_db.errors import LlklError
+from llkl_db.schema import field_names, spec
+
+from .atomic import atomic_path
+
+TABLE = "model_scores"
+
+
+def scores_path(root: Path) -> Path:
+    """Where a dataset folder keeps its model_scores table."""
+    return Path(root) / spec()["tables"][TABLE]["path"]
+
+
+def read_scores(root: Path):
+    """The model_scores table of a dataset folder as a Polars DataFrame (empty when absent)."""
+    import polars as pl
+
+    path = scores_path(root)
+    columns = field_names(TABLE)
+    if not path.is_file():
+        return pl.DataFrame(
+            schema={"model_id": pl.String, "score": pl.String, "value": pl.Float64, "source": pl.String}
+        )
+    try:
+        df = pl.read_parquet(path)
+    except Exception as exc:
+        raise LlklError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise LlklError(f"{path}: missing column(s) {', '.join(missing)}")
+    return df.select(columns)
+
+
+def write_scores(root: Path, rows: Sequence[dict], merge_existing: bool = False) -> Path:
+    """Write the model_scores table atomically. With ``merge_existing`` the rows replace those of
+    the same (model_id, score) and the others are kept."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from llkl_db.schema import arrow_schema
+
+    path = scores_path(root)
+    rows = [dict(r) for r in rows]
+    if merge_existing and path.is_file():
+        new_keys = {(r["model_id"], r["score"]) for r in rows}
+        old = [r for r in read_scores(root).to_dicts() if (r["model_id"], r["score"]) not in new_keys]
+        rows = old + rows
+    rows.sort(key=lambda r: (r["model_id"], r["score"]))
+    schema = arrow_schema(TABLE)
+    table = pa.table({name: [r.get(name) for r in rows] for name in schema.names}, schema=schema)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return path

@@ -1,0 +1,115 @@
+"""``llkl-db predict SCORE``: how well the log-likelihood vectors predict a benchmark score.
+
+One entry per model (its output at its final revision in reference precision), double-centred
+(llkl_db.math.double_center), ridge regression with cross-validation grouped by model type as
+in arXiv 2502.16173; the answer is the correlation between out-of-fold predictions and scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from llkl_db.errors import LlklError
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """Cross-validated prediction of one score."""
+
+    score: str
+    n_models: int
+    n_groups: int
+    n_folds: int
+    pearson_r: float
+    spearman_r: float
+    rmse: float
+    baseline_rmse: float
+    alphas: list[float]
+    predictions: pl.DataFrame
+
+    def to_dict(self, with_predictions: bool = False) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "predictions"}
+        if with_predictions:
+            out["predictions"] = self.predictions.to_dicts()
+        return out
+
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(x.size)
+    ranks[order] = np.arange(x.size)
+    # average ties
+    values, inverse = np.unique(x, return_inverse=True)
+    sums = np.bincount(inverse, ranks)
+    counts = np.bincount(inverse)
+    return (sums / counts)[inverse]
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denom) if denom > 0 else float("nan")
+
+
+def available_scores(ds) -> list[str]:
+    """Names of the scores in the dataset's model_scores table."""
+    from llkl_db.io.scores import read_scores
+
+    return sorted(read_scores(ds.root)["score"].unique().to_list())
+
+
+def predict_score(ds, score: str, n_folds: int = 10, where: str | None = None, min_models: int = 10) -> PredictResult:
+    """Predict ``score`` (a name in tables/model_scores.parquet) for the models of ``ds``."""
+    from llkl_db.io.scores import read_scores
+    from llkl_db.math import double_center
+
+    table = read_scores(ds.root)
+    if table.height == 0:
+        raise LlklError(f"{ds.root}: no tables/model_scores.parquet; import scores first (llkl-db import modelmap)")
+    values = table.filter((pl.col("score") == score) & pl.col("value").is_not_null() & pl.col("value").is_finite())
+    if values.height == 0:
+        names = ", ".join(available_scores(ds)) or "none"
+        raise LlklError(f"score {score!r}: not in the dataset's model_scores table (scores: {names})")
+    view_entries = ds.filter(where).entries
+    types = dict(zip(view_entries["entry_id"].to_list(), view_entries["model_type"].to_list(), strict=True))
+    present = set(view_entries["model_id"].to_list())
+    vectors, ids, ys, groups = [], [], [], []
+    for model_id, value in values.select("model_id", "value").iter_rows():
+        if model_id not in present:
+            continue
+        entry = ds.resolve(model_id).entry_id
+        if entry not in types:
+            continue
+        vectors.append(ds.vector(entry))
+        ids.append(model_id)
+        ys.append(float(value))
+        groups.append(types[entry] if types[entry] is not None else f"unknown:{model_id}")
+    if len(ids) < min_models:
+        raise LlklError(
+            f"score {score!r}: only {len(ids)} model(s) have both a vector and the score (need {min_models})"
+        )
+    if len(set(groups)) < 2:
+        raise LlklError(f"score {score!r}: grouped cross-validation needs models of at least 2 model types")
+    from .ridge import ridge_cv_predict
+
+    features = double_center(np.stack(vectors))
+    y = np.asarray(ys)
+    pred, alphas = ridge_cv_predict(features, y, groups, n_folds=n_folds)
+    folds = min(n_folds, len(set(groups)))
+    predictions = pl.DataFrame({"model_id": ids, "model_type": [str(g) for g in groups], "score": y, "predicted": pred})
+    return PredictResult(
+        score=score,
+        n_models=len(ids),
+        n_groups=len(set(groups)),
+        n_folds=folds,
+        pearson_r=_pearson(pred, y),
+        spearman_r=_pearson(_rank(pred), _rank(y)),
+        rmse=float(np.sqrt(np.mean((pred - y) ** 2))),
+        baseline_rmse=float(np.sqrt(np.mean((y - y.mean()) ** 2))),
+        alphas=alphas,
+        predictions=predictions,
+    )

@@ -1,0 +1,308 @@
+"""Checks of a shard (a build output: texts/ and vectors/) or a dataset folder (with llkl-db.json).
+
+Every check that fails becomes a :class:`Problem` naming the file, the entry and the reason;
+nothing stops at the first failure, so a contributor sees everything to fix at once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from llkl_db.errors import LlklError
+from llkl_db.schema import METADATA_FILE, spec
+
+from .report import ValidationReport
+
+BOS_POLICIES = ("bos", "eos", "skip-first")
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Plausible ranges. A log-likelihood is at most 0 (``max_loglik`` allows float rounding);
+    a real model's mean bits per byte over a text set lies in [min_mean_bpb, max_mean_bpb]
+    (uniform over 262,144 tokens of one byte each is 18 bits/byte); no single text costs more
+    than ``max_text_bpb``; a token covers at most ``max_bytes_per_token`` bytes on average and a
+    text of n bytes has at most n + ``token_slack`` tokens (byte fallback)."""
+
+    max_loglik: float = 1e-3
+    min_mean_bpb: float = 0.02
+    max_mean_bpb: float = 24.0
+    max_text_bpb: float = 64.0
+    max_bytes_per_token: float = 32.0
+    token_slack: int = 1
+
+
+BOUNDS = Bounds()
+REQUIRED = [f["name"] for f in spec()["tables"]["vectors"]["fields"] if not f["nullable"]]
+
+
+def validate(
+    path: str | os.PathLike,
+    against: str | os.PathLike | None = None,
+    revision: str | None = None,
+    recompute: int = 0,
+    seed: int = 0,
+    device: str = "auto",
+    bounds: Bounds = BOUNDS,
+) -> ValidationReport:
+    """Validate the shard or dataset folder ``path``; with ``against`` (a dataset source) also
+    check that its text set matches and its entry ids are new there; with ``recompute`` K > 0
+    re-score K random texts of each entry whose model can be loaded and compare."""
+    root = Path(path)
+    report = ValidationReport(path=root)
+    if not root.is_dir():
+        report.add(root, "no such folder (a shard or dataset is a folder with texts/ and vectors/)")
+        return report
+    texts = _check_texts(root, report)
+    if texts is None:
+        return report
+    _check_metadata(root, report, texts)
+    matrices = _check_vectors(root, report, texts, bounds)
+    _check_scores(root, report)
+    if against is not None:
+        _check_against(report, against, revision)
+    if recompute > 0 and report.entry_rows:
+        from .recompute import recompute_check
+
+        recompute_check(report, texts, matrices, recompute, seed=seed, device=device)
+    return report
+
+
+@dataclass(frozen=True)
+class _Texts:
+    path: Path
+    name: str
+    sha256: str
+    texts: list[str]
+    n_bytes: np.ndarray
+
+
+def _check_texts(root: Path, report: ValidationReport) -> _Texts | None:
+    from llkl_db.io.texts import read_texts, text_set_sha256
+
+    files = sorted((root / "texts").glob("*.parquet"))
+    if len(files) != 1:
+        report.add(root / "texts", f"expected exactly one text set (*.parquet), found {len(files)}")
+        return None
+    try:
+        df = read_texts(files[0])
+    except LlklError as exc:
+        report.add(files[0], str(exc).removeprefix(f"{files[0]}: "))
+        return None
+    texts = df["text"].to_list()
+    n_bytes = np.array([len(t.encode("utf-8")) for t in texts], dtype=np.int64)
+    if not np.array_equal(df["n_bytes"].to_numpy(), n_bytes):
+        report.add(files[0], "n_bytes does not match the UTF-8 length of the texts")
+    sha = text_set_sha256(texts)
+    report.text_set, report.text_set_sha256, report.n_texts = files[0].stem, sha, len(texts)
+    return _Texts(files[0], files[0].stem, sha, texts, n_bytes)
+
+
+def _check_metadata(root: Path, report: ValidationReport, texts: _Texts) -> None:
+    from llkl_db.io.metadata import read_metadata
+
+    path = root / METADATA_FILE
+    if not path.is_file():
+        report.notes.append(f"no {METADATA_FILE}: validated as a shard (build output)")
+        return
+    try:
+        meta = read_metadata(root)
+    except LlklError as exc:
+        report.add(path, str(exc).removeprefix(f"{path}: "))
+        return
+    if meta.text_set != texts.name or meta.text_set_sha256 != texts.sha256:
+        report.add(
+            path,
+            f"text set {meta.text_set} (sha256 {meta.text_set_sha256[:12]}) differs from texts/{texts.path.name} (sha256 {texts.sha256[:12]})",
+        )
+    if meta.n_texts != len(texts.texts):
+        report.add(path, f"n_texts {meta.n_texts}, the text set has {len(texts.texts)}")
+    mean_bytes = float(texts.n_bytes.mean())
+    if not math.isclose(meta.mean_text_bytes, mean_bytes, rel_tol=1e-6):
+        report.add(path, f"mean_text_bytes {meta.mean_text_bytes}, the texts give {mean_bytes:.6g}")
+
+
+def _check_vectors(root: Path, report: ValidationReport, texts: _Texts, bounds: Bounds) -> dict[str, np.ndarray]:
+    """Per-entry checks; returns the vectors by entry id (for --recompute)."""
+    import polars as pl
+
+    from llkl_db.io.vectors import check_file_schema, vector_files
+
+    files = vector_files(root)
+    if not files:
+        report.add(root / "vectors", "no vector files (*.parquet)")
+        return {}
+    n = len(texts.texts)
+    seen: dict[str, Path] = {}
+    vectors: dict[str, np.ndarray] = {}
+    for path in files:
+        try:
+            columns = check_file_schema(path, n)
+            schema = pl.read_parquet_schema(path)
+            df = pl.read_parquet(path)
+        except LlklError as exc:
+            report.add(path, str(exc).removeprefix(f"{path}: "))
+            continue
+        except Exception as exc:  # polars raises several types for unreadable files
+            report.add(path, f"not a readable Parquet file ({type(exc).__name__})")
+            continue
+        missing = [c for c in REQUIRED if c not in columns]
+        if missing:
+            report.add(path, f"missing required column(s) {', '.join(missing)}")
+            continue
+        if schema["loglik"].inner != pl.Float32:
+            report.add(path, f"loglik must hold float32 values (schema v1), found {schema['loglik'].inner}")
+        if df.height == 0:
+            report.add(path, "holds no entries")
+            continue
+        matrix = df["loglik"].to_numpy().astype(np.float64, copy=False)
+        tokens = df["n_tokens"] if "n_tokens" in df.columns else None
+        meta = df.drop([c for c in ("loglik", "n_tokens") if c in df.columns]).to_dicts()
+        for i, row in enumerate(meta):
+            eid = row.get("entry_id")
+            if eid is None:
+                report.add(path, f"row {i} has no entry_id")
+                continue
+            if eid in seen:
+                report.add(path, f"duplicate entry id (also in {seen[eid]})", eid)
+                continue
+            seen[eid] = path
+            token_row = (
+                None if tokens is None or tokens[i] is None else np.asarray(tokens[i].to_numpy(), dtype=np.int64)
+            )
+            _check_entry(report, path, row, matrix[i], token_row, texts, bounds)
+            report.entries.append(eid)
+            report.entry_rows.append({**row, "_file": str(path)})
+            vectors[eid] = matrix[i]
+    return vectors
+
+
+def _check_entry(report, path, row, loglik, n_tokens, texts: _Texts, bounds: Bounds) -> None:
+    from llkl_db.io.vectors import entry_id
+
+    eid = row["entry_id"]
+
+    def fail(reason: str) -> None:
+        report.add(path, reason, eid)
+
+    if row.get("model_id") and row.get("revision"):
+        expected = entry_id(row["model_id"], row["revision"], row.get("layer"), row.get("variant"))
+        if eid != expected:
+            fail(f"entry_id does not follow MODEL@REVISION[:L{{layer}}][:{{variant}}] (expected {expected})")
+    for name in ("model_id", "revision", "text_set", "text_set_sha256"):
+        if not row.get(name):
+            fail(f"{name} is missing")
+    if row.get("text_set") and (row["text_set"] != texts.name or row.get("text_set_sha256") != texts.sha256):
+        fail(
+            f"scored on text set {row['text_set']} (sha256 {str(row.get('text_set_sha256'))[:12]}), "
+            f"the folder's is {texts.name} (sha256 {texts.sha256[:12]})"
+        )
+    # provenance
+    if row.get("bos_policy") not in BOS_POLICIES:
+        fail(f"bos_policy {row.get('bos_policy')!r} is not one of {', '.join(BOS_POLICIES)}")
+    if not (row.get("contributor") or row.get("library_versions")):
+        fail("no provenance: neither contributor nor library_versions is recorded")
+    layer, n_layers = row.get("layer"), row.get("n_layers")
+    if layer is not None and (layer < 0 or (n_layers is not None and layer >= n_layers)):
+        fail(f"layer {layer} outside 0..{(n_layers or 0) - 1}")
+    # values
+    bad = ~np.isfinite(loglik)
+    if bad.any():
+        fail(
+            f"{int(bad.sum())} non-finite log-likelihood value(s) (NaN or inf), first at text {int(np.flatnonzero(bad)[0])}"
+        )
+        return
+    if loglik.max() > bounds.max_loglik:
+        s = int(loglik.argmax())
+        fail(f"positive log-likelihood {loglik[s]:.4g} nats at text {s} (a log-probability is at most 0)")
+    bpb = -loglik / (texts.n_bytes * LN2)
+    mean_bpb = float(-loglik.sum() / (texts.n_bytes.sum() * LN2))
+    if not bounds.min_mean_bpb <= mean_bpb <= bounds.max_mean_bpb:
+        fail(
+            f"mean {mean_bpb:.4g} bits/byte outside the plausible range [{bounds.min_mean_bpb}, {bounds.max_mean_bpb}]"
+        )
+    if bpb.max() > bounds.max_text_bpb:
+        s = int(bpb.argmax())
+        fail(f"text {s} costs {bpb[s]:.4g} bits/byte (more than {bounds.max_text_bpb}): implausible")
+    if n_tokens is not None:
+        if n_tokens.shape != texts.n_bytes.shape:
+            fail(f"n_tokens has {n_tokens.size} values for {texts.n_bytes.size} texts")
+            return
+        if (n_tokens < 0).any():
+            fail(f"negative token count at text {int(np.flatnonzero(n_tokens < 0)[0])}")
+        over = n_tokens > texts.n_bytes + bounds.token_slack
+        if over.any():
+            s = int(np.flatnonzero(over)[0])
+            fail(f"text {s} has {int(n_tokens[s])} tokens for {int(texts.n_bytes[s])} bytes (more tokens than bytes)")
+        if row.get("bos_policy") != "skip-first":
+            empty = (n_tokens == 0) & (texts.n_bytes > 0)
+            if empty.any():
+                fail(f"text {int(np.flatnonzero(empty)[0])} has 0 tokens but is not empty")
+        total = int(n_tokens.sum())
+        if total > 0 and texts.n_bytes.sum() / total > bounds.max_bytes_per_token:
+            fail(
+                f"{texts.n_bytes.sum() / total:.3g} bytes per token on average: token counts do not fit the byte lengths"
+            )
+
+
+def _check_scores(root: Path, report: ValidationReport) -> None:
+    from llkl_db.io.scores import read_scores, scores_path
+
+    path = scores_path(root)
+    if not path.is_file():
+        return
+    try:
+        df = read_scores(root)
+    except LlklError as exc:
+        report.add(path, str(exc).removeprefix(f"{path}: "))
+        return
+    import polars as pl
+
+    if df.filter(pl.col("model_id").is_null() | pl.col("score").is_null()).height:
+        report.add(path, "rows without model_id or score")
+    dup = df.filter(pl.struct("model_id", "score").is_duplicated())
+    if dup.height:
+        row = dup.row(0, named=True)
+        report.add(path, f"score {row['score']} of {row['model_id']} appears more than once")
+    values = df["value"].drop_nulls().to_numpy()
+    if values.size and not np.isfinite(values).all():
+        report.add(path, "non-finite score values (use null for a missing score)")
+
+
+def _check_against(report: ValidationReport, against, revision: str | None) -> None:
+    from llkl_db.io.metadata import read_metadata
+    from llkl_db.io.source import resolve_source
+    from llkl_db.io.vectors import TextSetKey, scan_entries, vector_files
+
+    try:
+        target = resolve_source(against, revision)
+        meta = read_metadata(target)
+    except LlklError as exc:
+        report.add(str(against), f"cannot read the target dataset ({exc})")
+        return
+    if meta.text_set != report.text_set or meta.text_set_sha256 != report.text_set_sha256:
+        report.add(
+            str(against),
+            f"target dataset is on text set {meta.text_set} (sha256 {meta.text_set_sha256[:12]}), "
+            f"this folder on {report.text_set} (sha256 {str(report.text_set_sha256)[:12]})",
+        )
+        return
+    files = vector_files(target)
+    if not files:
+        return
+    try:
+        entries = scan_entries(files, meta.n_texts, TextSetKey(meta.text_set, meta.text_set_sha256), target)
+    except LlklError as exc:
+        report.add(str(against), f"cannot read the target dataset ({exc})")
+        return
+    existing = set(entries["entry_id"].to_list())
+    same_root = Path(target).resolve() == Path(report.path).resolve()
+    for row in report.entry_rows:
+        if row["entry_id"] in existing and not same_root:
+            report.add(row["_file"], f"entry id already in the target dataset {against}", row["entry_id"])
