@@ -56,6 +56,9 @@ def render_card(root: Path, metadata: DatasetMetadata, entries: pl.DataFrame, re
         n_models=entries["model_id"].n_unique(),
         clip_threshold="none" if metadata.clip_threshold is None else f"{metadata.clip_threshold:.3f}",
         clip_percentile=f"{metadata.clip_percentile:g}",
+        layer_clip_threshold="none"
+        if metadata.layer_clip_threshold is None
+        else f"{metadata.layer_clip_threshold:.3f} nats",
         kinds_table=kinds_table,
         repo_id=repo_id,
         vector_fields=_fields_table("vectors"),
