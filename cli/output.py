@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any
 
 import typer
 
 ID_COLUMNS = ("entry_id", "model_id")
+PIPE_WIDTH = 240
 
 
 def note(message: str) -> None:
@@ -57,4 +59,5 @@ def print_table(rows: list[dict], columns: list[str], title: str | None = None, 
         )
     for row in rows:
         table.add_row(*(format_value(row.get(c)) for c in columns))
-    Console(soft_wrap=True).print(table)
+    # On a terminal rich fits the table to its width; piped output keeps every row on one line.
+    Console(soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH).print(table)
