@@ -16,7 +16,7 @@ import numpy as np
 from llkl_db import math as llmath
 from llkl_db.card import render_card
 from llkl_db.errors import LlklError
-from llkl_db.io.atomic import write_text_atomic
+from llkl_db.io.atomic import umask, write_text_atomic
 from llkl_db.io.metadata import DatasetMetadata, read_metadata, write_metadata
 from llkl_db.io.tables import merge_tables
 from llkl_db.io.texts import read_texts, text_set_sha256
@@ -69,6 +69,7 @@ def merge(
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.merge-", dir=out.parent))
+    staging.chmod(0o777 & ~umask())  # mkdtemp makes it private; a dataset is an ordinary folder
     try:
         (staging / "texts").mkdir()
         shutil.copyfile(texts_file, staging / "texts" / texts_file.name)
