@@ -60,7 +60,7 @@ class OutputHead:
         return self.logits(self.norm(hidden))
 
     def target_logprobs(
-        self, hidden: torch.Tensor, targets: torch.Tensor, lens: bool, chunk_bytes: int = 256 << 20
+        self, hidden: torch.Tensor, targets: torch.Tensor, lens: bool, chunk_bytes: int = 64 << 20
     ) -> torch.Tensor:
         """log p(target) for each row of ``hidden`` [T, H], computing at most ``chunk_bytes`` of logits at once."""
         vocab = self.weight.shape[0]
@@ -68,7 +68,9 @@ class OutputHead:
         out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
         for start in range(0, hidden.shape[0], rows):
             h = hidden[start : start + rows]
-            logits = self.lens(h) if lens else self.logits(h)
-            t = targets[start : start + rows]
-            out[start : start + rows] = logits.gather(1, t[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+            logits = self.lens(h) if lens else self.logits(h)  # a fresh float32 tensor: safe to overwrite
+            target = logits.gather(1, targets[start : start + rows, None])[:, 0]
+            peak = logits.amax(dim=-1)
+            total = logits.sub_(peak[:, None]).exp_().sum(dim=-1)  # logsumexp in place, in float32
+            out[start : start + rows] = target - (total.log_() + peak)
         return out
