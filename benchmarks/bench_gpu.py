@@ -42,15 +42,25 @@ def main() -> None:
 
     from llkl_db.builders.scoring import score_texts
 
-    config = LlamaConfig(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-                         num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048)
+    config = LlamaConfig(
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=22,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        vocab_size=32000,
+        max_position_embeddings=2048,
+    )
     with torch.device("cuda"):
         model = LlamaForCausalLM(config).to(torch.bfloat16).eval()
     n_params = sum(p.numel() for p in model.parameters())
     tok = byte_tokenizer()
     rng = torch.Generator().manual_seed(0)
     letters = "abcdefghijklmnopqrstuvwxyz     "
-    texts = ["".join(letters[i] for i in torch.randint(len(letters), (args.bytes,), generator=rng)) for _ in range(args.texts)]
+    texts = [
+        "".join(letters[i] for i in torch.randint(len(letters), (args.bytes,), generator=rng))
+        for _ in range(args.texts)
+    ]
     score_texts(model, tok, texts[:8], batch_size=8, progress=False)  # warm-up
     torch.cuda.synchronize()
     start = time.perf_counter()

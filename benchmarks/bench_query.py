@@ -82,7 +82,9 @@ def in_memory_dataset(loglik: np.ndarray):
         n_params=list(range(k)),
     )
     entries = pl.DataFrame(columns).with_columns(
-        pl.col("layer").cast(pl.Int32), pl.col("step").cast(pl.Int64), pl.col("variant").cast(pl.String),
+        pl.col("layer").cast(pl.Int32),
+        pl.col("step").cast(pl.Int64),
+        pl.col("variant").cast(pl.String),
         pl.lit("memory").alias(FILE_COLUMN),
     )
     meta = DatasetMetadata("1.0.0", "bench", "0" * 64, n, 972.0, -600.0)
@@ -142,9 +144,16 @@ def bench_cold_cli(runs: int) -> dict:
             subprocess.run(command + args, capture_output=True, check=True, env=env)
             times.append(time.perf_counter() - start)
         imports = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", "from llkl_db.cli import main; import sys; sys.argv[1:] = "
-             + repr(args) + "; main()"],
-            capture_output=True, text=True, env=env,
+            [
+                sys.executable,
+                "-X",
+                "importtime",
+                "-c",
+                "from llkl_db.cli import main; import sys; sys.argv[1:] = " + repr(args) + "; main()",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
         ).stderr
     top = []
     for line in imports.splitlines():
@@ -229,10 +238,12 @@ def bench_prepare(k: int, n: int, repeat: int) -> dict:
         )
         with tempfile.TemporaryDirectory() as cache:
             env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-            compile_s = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                             env=env, check=True).stdout)
-            cached_s = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                            env=env, check=True).stdout)
+            compile_s = float(
+                subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+            )
+            cached_s = float(
+                subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+            )
         result["numba_import_and_compile_s"] = compile_s
         result["numba_import_and_cached_load_s"] = cached_s
     return result
@@ -250,9 +261,14 @@ def main() -> None:
         sizes = {"nearest": (10_000, 10_000), "kl": (3_000, 10_000), "prepare": (10_000, 10_000)}
         repeat, cli_runs = 7, 7
     results = {
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "numpy": np.__version__,
-                    "blas": blas_info(), "quick": args.quick,
-                    "load_average_at_start": os.getloadavg()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "numpy": np.__version__,
+            "blas": blas_info(),
+            "quick": args.quick,
+            "load_average_at_start": os.getloadavg(),
+        },
         "nearest": bench_nearest(*sizes["nearest"], repeat),
         "cold_cli": bench_cold_cli(cli_runs),
         "kl_matrix": bench_kl_matrix(*sizes["kl"], max(3, repeat // 2)),
@@ -268,40 +284,76 @@ def main() -> None:
 def print_table(r: dict) -> None:
     nn, cli, kl, prep = r["nearest"], r["cold_cli"], r["kl_matrix"], r["prepare"]
     rows = [
-        (f"nearest warm, Dataset.nearest, {nn['K']}x{nn['N']}", f"{nn['dataset_nearest_s'] * 1e3:.1f} ms",
-         f"{nn['ratio_vs_sum']:.2f}x M.sum() ({nn['plain_sum_s'] * 1e3:.1f} ms), "
-         f"{nn['ratio_vs_gemv']:.2f}x M@v ({nn['plain_gemv_s'] * 1e3:.1f} ms)", "<= 1.5x",
-         "PASS" if nn["ratio_vs_slower_plain_pass"] <= 1.5 else "FAIL"),
-        ("nearest warm, math layer", f"{nn['math_nearest_s'] * 1e3:.1f} ms",
-         f"{nn['math_nearest_s'] / nn['plain_gemv_s']:.2f}x M@v", "", ""),
-        ("nearest warm, with --where", f"{nn['dataset_nearest_where_s'] * 1e3:.1f} ms",
-         f"{nn['dataset_nearest_where_s'] / max(nn['plain_sum_s'], nn['plain_gemv_s']):.2f}x plain pass", "", ""),
-        ("cold `llkl-db nearest` (30x160), median", f"{cli['median_s']:.3f} s",
-         f"min {cli['min_s']:.3f} s, bare python {cli['bare_python_s']:.3f} s", "<= 1.0 s",
-         "PASS" if cli["median_s"] <= 1.0 else "FAIL"),
-        (f"KL matrix {kl['K']}x{kl['N']}, variance_matrix", f"{kl['variance_matrix_s']:.3f} s",
-         f"{kl['fraction_of_gemm_math']:.0%} of GEMM rate (GEMM {kl['gemm_s']:.3f} s, {kl['gemm_gflops']:.0f} GFLOP/s)",
-         ">= 70%", "PASS" if kl["fraction_of_gemm_math"] >= 0.7 else "FAIL"),
-        ("KL matrix, Dataset.kl_matrix (view)", f"{kl['dataset_kl_matrix_s']:.3f} s",
-         f"{kl['fraction_of_gemm_dataset']:.0%} of GEMM rate", ">= 70%",
-         "PASS" if kl["fraction_of_gemm_dataset"] >= 0.7 else "FAIL"),
+        (
+            f"nearest warm, Dataset.nearest, {nn['K']}x{nn['N']}",
+            f"{nn['dataset_nearest_s'] * 1e3:.1f} ms",
+            f"{nn['ratio_vs_sum']:.2f}x M.sum() ({nn['plain_sum_s'] * 1e3:.1f} ms), "
+            f"{nn['ratio_vs_gemv']:.2f}x M@v ({nn['plain_gemv_s'] * 1e3:.1f} ms)",
+            "<= 1.5x",
+            "PASS" if nn["ratio_vs_slower_plain_pass"] <= 1.5 else "FAIL",
+        ),
+        (
+            "nearest warm, math layer",
+            f"{nn['math_nearest_s'] * 1e3:.1f} ms",
+            f"{nn['math_nearest_s'] / nn['plain_gemv_s']:.2f}x M@v",
+            "",
+            "",
+        ),
+        (
+            "nearest warm, with --where",
+            f"{nn['dataset_nearest_where_s'] * 1e3:.1f} ms",
+            f"{nn['dataset_nearest_where_s'] / max(nn['plain_sum_s'], nn['plain_gemv_s']):.2f}x plain pass",
+            "",
+            "",
+        ),
+        (
+            "cold `llkl-db nearest` (30x160), median",
+            f"{cli['median_s']:.3f} s",
+            f"min {cli['min_s']:.3f} s, bare python {cli['bare_python_s']:.3f} s",
+            "<= 1.0 s",
+            "PASS" if cli["median_s"] <= 1.0 else "FAIL",
+        ),
+        (
+            f"KL matrix {kl['K']}x{kl['N']}, variance_matrix",
+            f"{kl['variance_matrix_s']:.3f} s",
+            f"{kl['fraction_of_gemm_math']:.0%} of GEMM rate (GEMM {kl['gemm_s']:.3f} s, {kl['gemm_gflops']:.0f} GFLOP/s)",
+            ">= 70%",
+            "PASS" if kl["fraction_of_gemm_math"] >= 0.7 else "FAIL",
+        ),
+        (
+            "KL matrix, Dataset.kl_matrix (view)",
+            f"{kl['dataset_kl_matrix_s']:.3f} s",
+            f"{kl['fraction_of_gemm_dataset']:.0%} of GEMM rate",
+            ">= 70%",
+            "PASS" if kl["fraction_of_gemm_dataset"] >= 0.7 else "FAIL",
+        ),
         (f"prepare {prep['K']}x{prep['N']}, numpy", f"{prep['numpy_s']:.3f} s", "", "", ""),
     ]
     if "numba_s" in prep:
-        rows.append(("prepare, numba (fused, parallel)", f"{prep['numba_s']:.3f} s",
-                     f"{prep['speedup']:.2f}x faster than numpy; import+compile "
-                     f"{prep['numba_import_and_compile_s']:.2f} s, import+cached {prep['numba_import_and_cached_load_s']:.2f} s",
-                     "", ""))
+        rows.append(
+            (
+                "prepare, numba (fused, parallel)",
+                f"{prep['numba_s']:.3f} s",
+                f"{prep['speedup']:.2f}x faster than numpy; import+compile "
+                f"{prep['numba_import_and_compile_s']:.2f} s, import+cached {prep['numba_import_and_cached_load_s']:.2f} s",
+                "",
+                "",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     header = ("benchmark", "time", "ratio / baseline (same run)", "target", "")
     widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
     for row in [header, tuple("-" * w for w in widths)] + rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     blas = r["machine"]["blas"]
-    print(f"\nBLAS: {blas.get('pools')}; OPENBLAS_CORETYPE={blas.get('OPENBLAS_CORETYPE')}; "
-          f"load average at start {r['machine']['load_average_at_start']}, at end {os.getloadavg()}")
-    print("slowest imports of the cold CLI (cumulative s): "
-          + ", ".join(f"{i['module']} {i['s']:.3f}" for i in cli["slowest_imports_cumulative_s"][:5]))
+    print(
+        f"\nBLAS: {blas.get('pools')}; OPENBLAS_CORETYPE={blas.get('OPENBLAS_CORETYPE')}; "
+        f"load average at start {r['machine']['load_average_at_start']}, at end {os.getloadavg()}"
+    )
+    print(
+        "slowest imports of the cold CLI (cumulative s): "
+        + ", ".join(f"{i['module']} {i['s']:.3f}" for i in cli["slowest_imports_cumulative_s"][:5])
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from llkl_db.cli import build, query, texts
+from llkl_db.cli import analysis, build, contrib, importers, predict, query, texts, training
 
 app = typer.Typer(
     name="llkl-db",
@@ -16,6 +16,11 @@ app = typer.Typer(
 query.register(app)
 build.register(app)
 texts.register(app)
+training.register(app)
+analysis.register(app)
+contrib.register(app)
+importers.register(app)
+predict.register(app)
 
 
 def main() -> None:

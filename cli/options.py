@@ -15,9 +15,13 @@ Dataset = Annotated[
         envvar="LLKL_DB_DATASET",
     ),
 ]
-Revision = Annotated[Optional[str], typer.Option("--revision", help="Dataset revision (tag, branch or commit) on the Hub.")]
+Revision = Annotated[
+    Optional[str], typer.Option("--revision", help="Dataset revision (tag, branch or commit) on the Hub.")
+]
 Where = Annotated[
     Optional[str],
-    typer.Option("--where", "-w", help="SQL condition on entry metadata, e.g. \"model_type = 'llama' AND layer IS NULL\"."),
+    typer.Option(
+        "--where", "-w", help="SQL condition on entry metadata, e.g. \"model_type = 'llama' AND layer IS NULL\"."
+    ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of a table.")]

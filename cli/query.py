@@ -64,13 +64,17 @@ def kl(
         print_json(result.to_dict())
         return
     typer.echo(f"KL({result.a}, {result.b})")
-    typer.echo(f"  {result.kl_bpb:.5g} ± {result.se_bpb:.2g} bits/byte   ({result.level}-level on the scale of arXiv 2505.15353)")
+    typer.echo(
+        f"  {result.kl_bpb:.5g} ± {result.se_bpb:.2g} bits/byte   ({result.level}-level on the scale of arXiv 2505.15353)"
+    )
     typer.echo(f"  {result.kl_nats:.5g} ± {result.se_nats:.2g} nats/text   (N = {result.n_texts} texts)")
 
 
 @handle_errors
 def models(
-    search: Annotated[str | None, typer.Option("--search", "-s", help="Case-insensitive substring of the model id.")] = None,
+    search: Annotated[
+        str | None, typer.Option("--search", "-s", help="Case-insensitive substring of the model id.")
+    ] = None,
     dataset: options.Dataset = None,
     revision: options.Revision = None,
     where: options.Where = None,

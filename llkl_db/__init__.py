@@ -1,8 +1,8 @@
 """llkl-db: language models compared as probability distributions, by log-likelihood vectors.
 
-    >>> import llkl_db
-    >>> ds = llkl_db.open()                     # the dataset embedded in the package
-    >>> ds.nearest("HuggingFaceTB/SmolLM2-135M-Instruct", k=5).table
+>>> import llkl_db
+>>> ds = llkl_db.open()                     # the dataset embedded in the package
+>>> ds.nearest("HuggingFaceTB/SmolLM2-135M-Instruct", k=5).table
 """
 
 from __future__ import annotations

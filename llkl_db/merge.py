@@ -20,8 +20,8 @@ from llkl_db.io.atomic import umask, write_text_atomic
 from llkl_db.io.metadata import DatasetMetadata, read_metadata, write_metadata
 from llkl_db.io.tables import merge_tables
 from llkl_db.io.texts import read_texts, text_set_sha256
-from llkl_db.io.vectors import TextSetKey, read_loglik, scan_entries, vector_files
-from llkl_db.schema import METADATA_FILE
+from llkl_db.io.vectors import VECTOR_DIR, TextSetKey, read_loglik, scan_entries, vector_files
+from llkl_db.schema import METADATA_FILE, arrow_schema
 
 
 def _text_set_of(folder: Path) -> Path:
@@ -73,15 +73,7 @@ def merge(
     try:
         (staging / "texts").mkdir()
         shutil.copyfile(texts_file, staging / "texts" / texts_file.name)
-        used: set[Path] = set()
-        for i, folder in enumerate(sources):
-            for f in vector_files(folder):
-                rel = f.relative_to(folder)
-                if rel in used:
-                    rel = rel.with_name(f"{i}-{rel.name}")
-                used.add(rel)
-                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(f, staging / rel)
+        _write_compacted(sources, staging, len(texts))
         merge_tables(sources, staging)  # optional tables (weight distances, scores) come along
         write_metadata(staging, metadata)
         staged_entries = scan_entries(vector_files(staging), len(texts), key)
@@ -91,6 +83,30 @@ def merge(
         if staging.exists():
             shutil.rmtree(staging)
     return metadata
+
+
+def _write_compacted(sources: list[Path], staging: Path, n_texts: int) -> None:
+    """One Parquet file per kind of entry (vectors/<kind>/data.parquet), rows sorted by entry id:
+    a dataset opens in a few file reads however many shards and per-entry files made it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = arrow_schema("vectors", n_texts)
+    by_kind: dict[str, list] = {}
+    for folder in sources:
+        for f in vector_files(folder):
+            parts = f.relative_to(folder / VECTOR_DIR).parts
+            kind = parts[0] if len(parts) > 1 else "models"
+            table = pq.read_table(f)
+            columns = [
+                table[name] if name in table.column_names else pa.nulls(table.num_rows, schema.field(name).type)
+                for name in schema.names
+            ]
+            by_kind.setdefault(kind, []).append(pa.table(columns, names=schema.names).cast(schema))
+    for kind, tables in by_kind.items():
+        table = pa.concat_tables(tables).sort_by("entry_id").replace_schema_metadata(schema.metadata)
+        (staging / VECTOR_DIR / kind).mkdir(parents=True)
+        pq.write_table(table, staging / VECTOR_DIR / kind / "data.parquet", compression="zstd")
 
 
 def _clip_thresholds(entries, n_texts: int, existing: DatasetMetadata | None) -> dict[int, float]:

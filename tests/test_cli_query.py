@@ -24,10 +24,24 @@ def run(*args: str):
 def _rows() -> list[dict]:
     rows = default_rows(8)
     for revision, step in (("step1000", 1000), ("main", 143000)):
-        rows.append({"entry_id": entry_id("EleutherAI/pythia-70m", revision), "model_id": "EleutherAI/pythia-70m",
-                     "revision": revision, "step": step, "model_type": "gpt_neox"})
-    rows.append({"entry_id": entry_id("EleutherAI/pythia-70m", "main", layer=2), "model_id": "EleutherAI/pythia-70m",
-                 "revision": "main", "layer": 2, "model_type": "gpt_neox"})
+        rows.append(
+            {
+                "entry_id": entry_id("EleutherAI/pythia-70m", revision),
+                "model_id": "EleutherAI/pythia-70m",
+                "revision": revision,
+                "step": step,
+                "model_type": "gpt_neox",
+            }
+        )
+    rows.append(
+        {
+            "entry_id": entry_id("EleutherAI/pythia-70m", "main", layer=2),
+            "model_id": "EleutherAI/pythia-70m",
+            "revision": "main",
+            "layer": 2,
+            "model_type": "gpt_neox",
+        }
+    )
     return rows
 
 
@@ -81,17 +95,22 @@ def test_nearest_json_matches_library(folder):
 
 
 def test_nearest_where_and_resolution_note(folder):
-    result = run("nearest", "EleutherAI/pythia-70m", "-k", "10", "-d", str(folder), "--where", "model_type = 'llama'",
-                 "--json")
+    result = run(
+        "nearest", "EleutherAI/pythia-70m", "-k", "10", "-d", str(folder), "--where", "model_type = 'llama'", "--json"
+    )
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
     assert payload["query"] == "EleutherAI/pythia-70m@main"
     assert "3 entries" in payload["note"]
     assert "3 entries; using EleutherAI/pythia-70m@main" in result.stderr  # the note goes to stderr too
     assert [n["entry_id"] for n in payload["neighbours"]] == sorted(
-        [n["entry_id"] for n in payload["neighbours"]], key=[n["entry_id"] for n in payload["neighbours"]].index)
-    assert {n["entry_id"] for n in payload["neighbours"]} == {"org/model-000@main", "org/model-003@main",
-                                                                "org/model-006@main"}
+        [n["entry_id"] for n in payload["neighbours"]], key=[n["entry_id"] for n in payload["neighbours"]].index
+    )
+    assert {n["entry_id"] for n in payload["neighbours"]} == {
+        "org/model-000@main",
+        "org/model-003@main",
+        "org/model-006@main",
+    }
 
 
 def test_dataset_from_environment(folder, monkeypatch):
@@ -194,7 +213,9 @@ def _corrupt(folder, how: str):
         ("zero-rows", "empty dataset"),
     ],
 )
-@pytest.mark.parametrize("command", [["info"], ["models"], ["nearest", "org/model-001"], ["kl", "org/model-001", "org/model-002"]])
+@pytest.mark.parametrize(
+    "command", [["info"], ["models"], ["nearest", "org/model-001"], ["kl", "org/model-001", "org/model-002"]]
+)
 def test_bad_dataset_files(folder, how, needle, command):
     path = _corrupt(folder, how)
     assert_clean_error(run(*command, "-d", str(folder)), 1, str(path), needle)
@@ -206,8 +227,13 @@ def test_non_finite_vector(tmp_path, value):
     loglik = synthetic_loglik(len(rows), 48, seed=9)
     loglik[9, 3] = value  # EleutherAI/pythia-70m@main, in the second file
     folder = write_dataset(tmp_path / "ds", loglik, rows, files=2)
-    line = assert_clean_error(run("nearest", "org/model-001", "-d", str(folder)), 1, "part-001.parquet",
-                              "EleutherAI/pythia-70m@main", "non-finite")
+    line = assert_clean_error(
+        run("nearest", "org/model-001", "-d", str(folder)),
+        1,
+        "part-001.parquet",
+        "EleutherAI/pythia-70m@main",
+        "non-finite",
+    )
     assert "NaN or inf" in line
 
 

@@ -26,7 +26,9 @@ def test_smollm2_agrees_with_the_straightforward_loop(smollm2):
         expected, n_tokens = reference_loglik(smollm2.model, smollm2.tokenizer, text)
         assert result.n_tokens[i] == n_tokens
         assert result.loglik[None][i] == pytest.approx(expected, abs=1e-3)
-        assert result.loglik[10][i] == pytest.approx(reference_loglik(smollm2.model, smollm2.tokenizer, text, 10)[0], abs=1e-3)
+        assert result.loglik[10][i] == pytest.approx(
+            reference_loglik(smollm2.model, smollm2.tokenizer, text, 10)[0], abs=1e-3
+        )
     # A coherent model: about 4 nats per token or better on English text, far from uniform (10.8).
     assert -5.0 < result.loglik[None].sum() / result.n_tokens.sum() < -1.0
     assert result.loglik[10].sum() < result.loglik[None].sum()  # a middle layer predicts worse

@@ -305,12 +305,16 @@ def test_import_of_broken_files_fails_with_one_line_and_writes_nothing(tmp_path,
 @pytest.mark.parametrize(
     ("lines", "message"),
     [
-        (['{"index": 0, "text": "a", "pile_set_name": "X"}', '{"index": 2, "text": "b", "pile_set_name": "X"}'],
-         "'index' must run 0..1"),
-        (['{"index": 0, "text": "a", "pile_set_name": "X"}', '{"index": 0, "text": "b", "pile_set_name": "X"}'],
-         ":2: index 0 appears twice"),
+        (
+            ['{"index": 0, "text": "a", "pile_set_name": "X"}', '{"index": 2, "text": "b", "pile_set_name": "X"}'],
+            "'index' must run 0..1",
+        ),
+        (
+            ['{"index": 0, "text": "a", "pile_set_name": "X"}', '{"index": 0, "text": "b", "pile_set_name": "X"}'],
+            ":2: index 0 appears twice",
+        ),
         (['{"index": "0", "text": "a", "pile_set_name": "X"}'], ":1: field 'index' must be int, got str"),
-        (['[1, 2]'], ":1: expected a JSON object"),
+        (["[1, 2]"], ":1: expected a JSON object"),
         ([], "no texts"),
     ],
 )
@@ -408,8 +412,24 @@ def test_mini_is_the_shipped_set_when_the_corpora_are_the_same(mini):
 @needs_corpora
 def test_cli_build_mini_with_parameters_is_deterministic(tmp_path):
     def build(seed: int, name: str) -> dict:
-        args = ["texts", "build", "mini", "--per-source", "jargon=3", "--per-source", "fortunes=2",
-                "--min-bytes", "100", "--max-bytes", "300", "--seed", str(seed), "--json", "--out", str(tmp_path / name)]
+        args = [
+            "texts",
+            "build",
+            "mini",
+            "--per-source",
+            "jargon=3",
+            "--per-source",
+            "fortunes=2",
+            "--min-bytes",
+            "100",
+            "--max-bytes",
+            "300",
+            "--seed",
+            str(seed),
+            "--json",
+            "--out",
+            str(tmp_path / name),
+        ]
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
@@ -452,14 +472,35 @@ def test_fortunes_skip_dat_links_and_ascii_art():
 
 
 def test_a_missing_corpus_is_a_one_line_error_naming_the_package(tmp_path):
-    args = ["texts", "build", "mini", "--out", str(tmp_path / "m.parquet"), "--per-source", "jargon=1",
-            "--jargon-file", str(tmp_path / "jargon.txt.gz")]
+    args = [
+        "texts",
+        "build",
+        "mini",
+        "--out",
+        str(tmp_path / "m.parquet"),
+        "--per-source",
+        "jargon=1",
+        "--jargon-file",
+        str(tmp_path / "jargon.txt.gz"),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1
     assert "apt-get install -y jargon-text" in result.stderr
-    result = runner.invoke(app, ["texts", "build", "mini", "--out", str(tmp_path / "m.parquet"),
-                                 "--per-source", "wikipedia=1", "--gensim-wheel", str(tmp_path)])
+    result = runner.invoke(
+        app,
+        [
+            "texts",
+            "build",
+            "mini",
+            "--out",
+            str(tmp_path / "m.parquet"),
+            "--per-source",
+            "wikipedia=1",
+            "--gensim-wheel",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 1
     assert "pip download --no-deps gensim==4.4.0" in result.stderr
     assert not (tmp_path / "m.parquet").exists()

@@ -41,7 +41,5 @@ def chunk_document(
     if min_bytes >= max_bytes:
         raise ValueError("min_bytes must be smaller than max_bytes")
     return [
-        (idx, piece)
-        for idx, piece in enumerate(split_bytes(text, max_bytes))
-        if len(piece.encode("utf-8")) > min_bytes
+        (idx, piece) for idx, piece in enumerate(split_bytes(text, max_bytes)) if len(piece.encode("utf-8")) > min_bytes
     ]

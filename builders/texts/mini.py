@@ -60,8 +60,10 @@ def select_mini(params: MiniParams) -> tuple[list[Chunk], dict[str, Any]]:
     domains = _domains(list(counts))
     pools = {d.source: domain_chunks(d, params.paths, params.min_bytes, params.max_bytes) for d in domains}
     chosen = sample_per_source(pools, counts, params.seed)
-    corpora = {d.source: {"license": d.license, "chunks_available": len(pools[d.source]), **d.provenance(params.paths)}
-               for d in domains}
+    corpora = {
+        d.source: {"license": d.license, "chunks_available": len(pools[d.source]), **d.provenance(params.paths)}
+        for d in domains
+    }
     return chosen, corpora
 
 

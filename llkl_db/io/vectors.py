@@ -45,7 +45,9 @@ def write_vectors(path: Path, rows: Sequence[dict], n_texts: int) -> None:
             if name in ("loglik", "n_tokens") and value is not None:
                 value = np.asarray(value, dtype=np.float32 if name == "loglik" else np.int32)
                 if value.shape != (n_texts,):
-                    raise LlklError(f"{path}: {name} of {row.get('entry_id')} has shape {value.shape}, expected ({n_texts},)")
+                    raise LlklError(
+                        f"{path}: {name} of {row.get('entry_id')} has shape {value.shape}, expected ({n_texts},)"
+                    )
                 value = value.tolist()
             columns[name].append(value)
     table = pa.table(columns, schema=schema)
@@ -72,7 +74,9 @@ def check_file_schema(path: Path, n_texts: int) -> list[str]:
     if version != str(SCHEMA_VERSION):
         shown = version if version else "missing"
         raise LlklError(f"{path}: schema version {shown}, this llkl-db reads version {SCHEMA_VERSION}")
-    missing = [c for c in ["entry_id", "model_id", "revision", "text_set", "text_set_sha256", "loglik"] if c not in schema]
+    missing = [
+        c for c in ["entry_id", "model_id", "revision", "text_set", "text_set_sha256", "loglik"] if c not in schema
+    ]
     if missing:
         raise LlklError(f"{path}: missing column(s) {', '.join(missing)}")
     loglik_type = schema["loglik"]

@@ -1,0 +1,102 @@
+"""A 2-D map of the entries of a dataset from its double-centred matrix (PCA or t-SNE), with the
+checkpoints of each training run joined in step order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from llkl_db import math as llmath
+from llkl_db.errors import LlklError
+
+from .colors import assign
+from .embedding import gram, pca, sq_distances, tsne
+
+METHODS = ("pca", "tsne")
+DERIVED = {
+    "kind": "checkpoint, variant, layer or model",
+    "source": "organisation of the model id (before '/')",
+    "family": "model id without size and seed",
+}
+
+
+@dataclass
+class EntryMap:
+    """Coordinates, colours and run lines of a map."""
+
+    entry_ids: list[str]
+    xy: np.ndarray
+    color_by: str
+    values: list
+    colours: list[str]
+    legend: list[tuple[str, str]]
+    numeric: bool
+    runs: list[list[int]]  # indices of each run's checkpoints in step order
+    method: str
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "color_by": self.color_by,
+            "points": [
+                {"entry_id": e, "x": float(x), "y": float(y), self.color_by: v}
+                for e, (x, y), v in zip(self.entry_ids, self.xy, self.values, strict=True)
+            ],
+            "runs": [[self.entry_ids[i] for i in run] for run in self.runs],
+        }
+
+
+def _color_values(entries: pl.DataFrame, color: str) -> list:
+    from .settings import family_of
+
+    if color == "kind":
+        return [
+            "layer"
+            if r["layer"] is not None
+            else "variant"
+            if r["variant"]
+            else "checkpoint"
+            if r["step"] is not None
+            else "model"
+            for r in entries.iter_rows(named=True)
+        ]
+    if color == "source":
+        return [m.split("/", 1)[0] if "/" in m else "(local)" for m in entries["model_id"].to_list()]
+    if color == "family":
+        return [family_of(m) for m in entries["model_id"].to_list()]
+    if color not in entries.columns or entries[color].dtype == pl.List:
+        known = [c for c in entries.columns if c not in ("loglik", "n_tokens")] + list(DERIVED)
+        raise LlklError(f"--color {color!r}: not a column; use one of {', '.join(known)}")
+    return entries[color].to_list()
+
+
+def _runs(entries: pl.DataFrame) -> list[list[int]]:
+    frame = entries.with_row_index("_i").filter(
+        pl.col("step").is_not_null() & pl.col("layer").is_null() & pl.col("variant").is_null()
+    )
+    runs = []
+    for _, group in frame.group_by("model_id", maintain_order=True):
+        if group.height >= 2:
+            runs.append(group.sort("step")["_i"].to_list())
+    return runs
+
+
+def entry_map(ds, method: str = "pca", color: str = "model_type", perplexity: float = 30.0, seed: int = 0) -> EntryMap:
+    """The map of the dataset view ``ds``: PCA (fast default) or t-SNE of the double-centred
+    log-likelihood matrix (squared distances proportional to KL), coloured by ``color`` (any
+    metadata column, or kind, source, family)."""
+    if method not in METHODS:
+        raise LlklError(f"--method {method!r}: use one of {', '.join(METHODS)}")
+    if len(ds) < 2:
+        raise LlklError(f"a map needs at least two entries, this view has {len(ds)}")
+    entries = ds.entries
+    values = _color_values(entries, color)
+    centered = llmath.prepare_clipped(ds.loglik.copy()).centered
+    if method == "pca":
+        xy = pca(centered)
+    else:
+        xy = tsne(sq_distances(gram(centered)), perplexity=perplexity, seed=seed, init=pca(centered))
+    colours, legend, numeric = assign(values)
+    return EntryMap(entries["entry_id"].to_list(), xy, color, values, colours, legend, numeric, _runs(entries), method)

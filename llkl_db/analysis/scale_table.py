@@ -1,0 +1,83 @@
+"""The KL scale computed from a dataset: the median KL (with interquartile range and count) of
+every setting it holds, beside the reference medians of arXiv 2505.15353 (method.md section 3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from llkl_db.errors import LlklError
+from llkl_db.scale import REFERENCE_MEDIANS
+
+from .pairs import kl_pairs
+from .settings import Pairs, setting_pairs
+
+DEFAULT_MAX_PAIRS = 20_000
+
+
+@dataclass
+class ScaleTable:
+    """One row per setting: n_pairs, median, q25, q75 (bits/byte), the reference median and an
+    example pair."""
+
+    table: pl.DataFrame
+    sampled: dict[str, int]
+
+    def to_dict(self) -> dict:
+        return {"settings": self.table.to_dicts(), "sampled": self.sampled}
+
+
+def _sample(pairs: Pairs, max_pairs: int, rng: np.random.Generator) -> Pairs:
+    if pairs.size <= max_pairs:
+        return pairs
+    keep = np.sort(rng.choice(pairs.size, size=max_pairs, replace=False))
+    return Pairs(pairs.a[keep], pairs.b[keep])
+
+
+def scale_table(ds, max_pairs: int = DEFAULT_MAX_PAIRS, seed: int = 0) -> ScaleTable:
+    """The scale table of the dataset view ``ds``: settings with more than ``max_pairs`` pairs
+    are estimated from that many random pairs (seeded)."""
+    if max_pairs < 1:
+        raise LlklError(f"--max-pairs {max_pairs}: must be at least 1")
+    entries = ds.entries
+    if len(ds) < 2:
+        raise LlklError("the scale needs at least two entries")
+    settings = setting_pairs(entries)
+    if not settings:
+        raise LlklError(
+            "no pairs of any setting in this dataset (checkpoints, seeds, variants, fine-tunes, models, layers)"
+        )
+    rng = np.random.default_rng(seed)
+    x = ds.loglik
+    ids = entries["entry_id"].to_list()
+    rows, sampled = [], {}
+    for name, pairs in settings.items():
+        used = _sample(pairs, max_pairs, rng)
+        if used.size < pairs.size:
+            sampled[name] = pairs.size
+        kl, _ = kl_pairs(x, used.a, used.b, ds.metadata.mean_text_bytes)
+        q25, median, q75 = np.percentile(kl, [25, 50, 75])
+        reference = REFERENCE_MEDIANS.get(name)
+        rows.append(
+            {
+                "setting": name,
+                "n_pairs": pairs.size,
+                "median_bpb": float(median),
+                "q25_bpb": float(q25),
+                "q75_bpb": float(q75),
+                "reference_bpb": reference,
+                "example": f"{ids[used.a[0]]} | {ids[used.b[0]]}",
+            }
+        )
+    schema = {
+        "setting": pl.String,
+        "n_pairs": pl.Int64,
+        "median_bpb": pl.Float64,
+        "q25_bpb": pl.Float64,
+        "q75_bpb": pl.Float64,
+        "reference_bpb": pl.Float64,
+        "example": pl.String,
+    }
+    return ScaleTable(pl.DataFrame(rows, schema=schema), sampled)

@@ -1,0 +1,200 @@
+"""The settings of the KL scale (arXiv 2505.15353), as pairs of entries of a dataset.
+
+Pure functions of the entries' metadata (a Polars frame): which pairs of rows belong to which
+setting. How each setting is recognised:
+
+- checkpoints of a run: the entries of one model_id with a step (output layer, reference
+  precision), consecutive in step order; *early* when the later step is at most 1/10 of the
+  run's final step, *late* when the earlier one is at least half of it;
+- seeds: the final entries of models whose ids differ only by a '-seedN' suffix;
+- variants: an entry with a variant against the same model and revision without one, grouped by
+  bit width (q8_0, bnb-8bit: 8-bit; q4_0, bnb-4bit: 4-bit; ...) or by dtype (bfloat16, float16);
+- fine-tunes: a model whose base_model is another model of the dataset, final entries;
+- sizes within a family: final entries of one model type whose ids are equal once the size
+  ('-135M', '-1.4b') and seed are taken out, with different parameter counts;
+- same model type / any two models: final entries of different families (ids without size and
+  seed), of the same model type / of any type, a fine-tune and its parent left out;
+- adjacent layers: logit-lens entries of one model and revision next to each other in layer
+  order, the output counted as the last layer.
+
+"Final entry" of a model: its output layer in reference precision at revision main (else its
+largest step, else its first entry).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from .runs import seed_group
+
+EARLY_FRACTION = 0.1
+LATE_FRACTION = 0.5
+_SIZE = re.compile(r"[-_]\d+(\.\d+)?[kmbt](?=$|[-_])", re.IGNORECASE)
+
+# Setting names in table order; those of method.md share its wording (see llkl_db.scale).
+CONSECUTIVE_LATE = "consecutive late checkpoints"
+CONSECUTIVE_EARLY = "consecutive early checkpoints"
+SEEDS = "random seeds"
+FINE_TUNE = "fine-tuned child vs parent"
+SIZES = "model sizes within a family"
+SAME_TYPE = "same model type"
+ANY = "any two models"
+ADJACENT_LAYERS = "adjacent layers"
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Row pairs (a, b) of one setting."""
+
+    a: np.ndarray
+    b: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.a.size)
+
+
+def family_of(model_id: str) -> str:
+    """The model id lower-cased without a '-seedN' suffix and without size tokens ('-410m')."""
+    return _SIZE.sub("", seed_group(model_id)).lower()
+
+
+def variant_setting(variant: str) -> str:
+    """The setting a variant's pair with its original belongs to ('8-bit quantization', ...)."""
+    v = variant.lower()
+    if v in ("bfloat16", "float16", "float32"):
+        return f"{v} cast"
+    match = re.search(r"(?:^q|bnb-|int|nf|fp)(\d)", v)
+    if match:
+        return f"{match.group(1)}-bit quantization"
+    return f"{variant} variant"
+
+
+def final_entries(entries: pl.DataFrame) -> pl.DataFrame:
+    """One row per model (with its row index ``_row``): see the module docstring."""
+    frame = entries.with_row_index("_row").filter(pl.col("layer").is_null() & pl.col("variant").is_null())
+    ranked = frame.with_columns(
+        (pl.col("revision").is_in(["main", "master"])).alias("_main"),
+        pl.col("step").fill_null(-1).alias("_step"),
+    ).sort(["model_id", "_main", "_step", "_row"], descending=[False, True, True, False])
+    return ranked.group_by("model_id", maintain_order=True).first().drop("_main", "_step")
+
+
+def _pairs(a: list[int], b: list[int]) -> Pairs:
+    return Pairs(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64))
+
+
+def checkpoint_pairs(entries: pl.DataFrame) -> dict[str, Pairs]:
+    """Consecutive checkpoints of every run, split into early and late."""
+    frame = entries.with_row_index("_row").filter(
+        pl.col("step").is_not_null() & pl.col("layer").is_null() & pl.col("variant").is_null()
+    )
+    early: tuple[list[int], list[int]] = ([], [])
+    late: tuple[list[int], list[int]] = ([], [])
+    for _, group in frame.group_by("model_id", maintain_order=True):
+        group = group.sort("step")
+        steps, rows = group["step"].to_list(), group["_row"].to_list()
+        final = steps[-1]
+        for i in range(len(steps) - 1):
+            if steps[i + 1] <= EARLY_FRACTION * final:
+                early[0].append(rows[i])
+                early[1].append(rows[i + 1])
+            elif steps[i] >= LATE_FRACTION * final:
+                late[0].append(rows[i])
+                late[1].append(rows[i + 1])
+    return {CONSECUTIVE_LATE: _pairs(*late), CONSECUTIVE_EARLY: _pairs(*early)}
+
+
+def variant_pairs(entries: pl.DataFrame) -> dict[str, Pairs]:
+    """Each variant against the same model, revision and layer in reference precision."""
+    frame = entries.with_row_index("_row")
+    originals = frame.filter(pl.col("variant").is_null()).select(
+        "model_id", "revision", pl.col("layer").fill_null(-1).alias("_layer"), pl.col("_row").alias("_orig")
+    )
+    variants = frame.filter(pl.col("variant").is_not_null() & pl.col("layer").is_null()).with_columns(
+        pl.col("layer").fill_null(-1).alias("_layer")
+    )
+    joined = variants.join(originals, on=["model_id", "revision", "_layer"], how="inner")
+    out: dict[str, tuple[list[int], list[int]]] = {}
+    for variant, orig, row in zip(joined["variant"], joined["_orig"], joined["_row"], strict=True):
+        a, b = out.setdefault(variant_setting(variant), ([], []))
+        a.append(orig)
+        b.append(row)
+    return {name: _pairs(*ab) for name, ab in sorted(out.items(), key=lambda kv: _bits_order(kv[0]))}
+
+
+def _bits_order(name: str) -> tuple[int, str]:
+    match = re.match(r"(\d+)-bit", name)
+    return (-int(match.group(1)) if match else 0, name)
+
+
+def model_pairs(entries: pl.DataFrame) -> dict[str, Pairs]:
+    """Seeds, fine-tunes, sizes within a family, same type and any two models (final entries)."""
+    final = final_entries(entries)
+    rows = final["_row"].to_list()
+    ids = final["model_id"].to_list()
+    types = final["model_type"].to_list()
+    params = final["n_params"].to_list()
+    bases = final["base_model"].to_list()
+    groups = [seed_group(m) for m in ids]
+    families = [family_of(m) for m in ids]
+    by_id = dict(zip(ids, rows, strict=True))
+    found: dict[str, tuple[list[int], list[int]]] = {k: ([], []) for k in (SEEDS, FINE_TUNE, SIZES, SAME_TYPE, ANY)}
+
+    def add(name: str, i: int, j: int) -> None:
+        found[name][0].append(rows[i])
+        found[name][1].append(rows[j])
+
+    tuned: set[frozenset[str]] = set()
+    for i, base in enumerate(bases):
+        if base and base in by_id and base != ids[i]:
+            found[FINE_TUNE][0].append(by_id[base])
+            found[FINE_TUNE][1].append(rows[i])
+            tuned.add(frozenset((base, ids[i])))
+    n = len(rows)
+    for i in range(n):
+        for j in range(i + 1, n):
+            if groups[i] == groups[j]:
+                add(SEEDS, i, j)
+            elif frozenset((ids[i], ids[j])) in tuned:
+                continue  # a parent and its fine-tune are their own setting
+            elif families[i] == families[j]:
+                if types[i] == types[j] and params[i] != params[j]:
+                    add(SIZES, i, j)
+            else:
+                if types[i] is not None and types[i] == types[j]:
+                    add(SAME_TYPE, i, j)
+                add(ANY, i, j)
+    return {name: _pairs(*ab) for name, ab in found.items()}
+
+
+def layer_pairs(entries: pl.DataFrame) -> dict[str, Pairs]:
+    """Adjacent logit-lens layers of each model and revision, the output as the last layer."""
+    frame = entries.with_row_index("_row").filter(pl.col("variant").is_null())
+    with_layers = frame.filter(pl.col("layer").is_not_null()).select("model_id", "revision").unique()
+    a: list[int] = []
+    b: list[int] = []
+    mine = frame.join(with_layers, on=["model_id", "revision"], how="inner")
+    for _, group in mine.group_by("model_id", "revision", maintain_order=True):
+        group = group.with_columns(pl.col("layer").fill_null(10**9).alias("_order")).sort("_order")
+        rows = group["_row"].to_list()
+        a.extend(rows[:-1])
+        b.extend(rows[1:])
+    return {ADJACENT_LAYERS: _pairs(a, b)}
+
+
+def setting_pairs(entries: pl.DataFrame) -> dict[str, Pairs]:
+    """Every setting present in ``entries`` and its row pairs, in the order of the scale table
+    (settings without pairs are left out)."""
+    out: dict[str, Pairs] = {}
+    out.update(checkpoint_pairs(entries))
+    models = model_pairs(entries)
+    out[SEEDS] = models.pop(SEEDS)
+    out.update(variant_pairs(entries))
+    out.update(models)
+    out.update(layer_pairs(entries))
+    return {name: pairs for name, pairs in out.items() if pairs.size}
