@@ -31,17 +31,19 @@ def gemm_rate(n: int = 2048, repeats: int = 5) -> float:
 
 
 def straightforward_loop(model, tokenizer, texts: list[str]) -> tuple[float, int]:
-    """The 2025 code's way: one text at a time, full log-softmax, a Python loop over tokens."""
+    """The 2025 code's way (shimo-lab/modelmap, LikelihoodCalculator): one text at a time, the
+    model's default forward (KV cache on), a full log-softmax, then a Python loop that reads each
+    target's log-probability with a tensor index."""
     total_tokens = 0
     start = time.perf_counter()
     with torch.no_grad():
         for text in texts:
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             seq = torch.tensor([[tokenizer.bos_token_id or tokenizer.eos_token_id, *ids]])
-            logprobs = torch.log_softmax(model(seq).logits[0], dim=-1)
-            score = 0.0
-            for position in range(len(ids)):
-                score += logprobs[position, ids[position]].item()
+            logprobs = torch.log_softmax(model(seq, use_cache=True).logits, dim=-1)
+            targets = seq[0, 1:]
+            score = sum(float(logprobs[0, i, targets[i]]) for i in range(targets.shape[0]))
+            assert score < 0
             total_tokens += len(ids)
     return time.perf_counter() - start, total_tokens
 
