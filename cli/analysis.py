@@ -10,20 +10,7 @@ import typer
 
 from llkl_db.cli import options
 from llkl_db.cli.errors import handle_errors
-from llkl_db.cli.output import format_value, note, print_json, print_table
-
-
-def _view(dataset: str | None, revision: str | None, where: str | None):
-    import llkl_db
-
-    return llkl_db.open(dataset, revision=revision).filter(where)
-
-
-def _pm(value, se) -> str:
-    if value is None:
-        return ""
-    return f"{value:.4g} ± {se:.2g}" if se is not None else f"{value:.4g}"
-
+from llkl_db.cli.output import format_value, note, plus_minus, print_json, print_table
 
 Plot = Annotated[
     Optional[Path], typer.Option("--plot", help="Also draw a figure to this file (PNG; needs the plot extra).")
@@ -63,7 +50,9 @@ def trajectory(
     from llkl_db.analysis import trajectory as run_trajectory
 
     fraction = 0.03 if preprocess and drop_jumps == 0 else drop_jumps
-    result = run_trajectory(_view(dataset, revision, where), model, seed, window, fraction, warmup_step, weights)
+    result = run_trajectory(
+        options.open_dataset(dataset, revision, where), model, seed, window, fraction, warmup_step, weights
+    )
     for line in result.notes:
         note(line)
     if plot:
@@ -77,8 +66,8 @@ def trajectory(
     for run in result.runs:
         rows = run.checkpoints.to_dicts()
         for row in rows:
-            row["KL to previous"] = _pm(row["kl_prev_bpb"], row["se_prev_bpb"])
-            row["KL to final"] = _pm(row["kl_final_bpb"], row["se_final_bpb"])
+            row["KL to previous"] = plus_minus(row["kl_prev_bpb"], row["se_prev_bpb"])
+            row["KL to final"] = plus_minus(row["kl_final_bpb"], row["se_final_bpb"])
             if "w_sq_prev" in row:
                 row["|Δθ|² to previous"] = format_value(row["w_sq_prev"])
         columns = ["step", "KL to previous", "KL to final"] + (["|Δθ|² to previous"] if run.has_weights else [])
@@ -112,7 +101,7 @@ def layers(
     """KL between adjacent logit-lens layers and from each layer to the output."""
     from llkl_db.analysis import layer_profile
 
-    result = layer_profile(_view(dataset, revision, where), model)
+    result = layer_profile(options.open_dataset(dataset, revision, where), model)
     if result.note:
         note(result.note)
     if plot:
@@ -125,8 +114,8 @@ def layers(
         return
     rows = result.table.to_dicts()
     for row in rows:
-        row["KL to next"] = _pm(row["kl_next_bpb"], row["se_next_bpb"])
-        row["KL to output"] = _pm(row["kl_output_bpb"], row["se_output_bpb"])
+        row["KL to next"] = plus_minus(row["kl_next_bpb"], row["se_next_bpb"])
+        row["KL to output"] = plus_minus(row["kl_output_bpb"], row["se_output_bpb"])
     rows[-1]["layer"] = f"{rows[-1]['layer']} (output)"
     print_table(
         rows,
@@ -147,7 +136,7 @@ def scale(
     medians of arXiv 2505.15353."""
     from llkl_db.analysis import scale_table
 
-    result = scale_table(_view(dataset, revision, where), max_pairs=max_pairs)
+    result = scale_table(options.open_dataset(dataset, revision, where), max_pairs=max_pairs)
     if json:
         print_json(result.to_dict())
         return
@@ -189,7 +178,9 @@ def map(  # noqa: A001
     bad = [str(p) for p in out if p.suffix.lower() not in (".png", ".html", ".htm")]
     if bad:
         raise LlklError(f"--out {bad[0]}: use a .png or .html file")
-    result = entry_map(_view(dataset, revision, where), method=method, color=color, perplexity=perplexity)
+    result = entry_map(
+        options.open_dataset(dataset, revision, where), method=method, color=color, perplexity=perplexity
+    )
     for path in out:
         write_map(result, path)
         note(f"wrote {path} ({len(result.entry_ids)} entries)")

@@ -25,3 +25,10 @@ Where = Annotated[
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of a table.")]
+
+
+def open_dataset(dataset: str | None, revision: str | None = None, where: str | None = None):
+    """The dataset the shared options name, filtered by ``--where`` (llkl_db loads lazily)."""
+    import llkl_db
+
+    return llkl_db.open(dataset, revision=revision).filter(where)

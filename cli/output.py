@@ -40,6 +40,13 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def plus_minus(value: float | None, se: float | None) -> str:
+    """An estimate with its standard error, as people read them: '0.4213 ± 0.012'."""
+    if value is None:
+        return ""
+    return f"{value:.4g} ± {se:.2g}" if se is not None else f"{value:.4g}"
+
+
 def print_table(rows: list[dict], columns: list[str], title: str | None = None, caption: str | None = None) -> None:
     """A rich table of ``rows`` restricted to ``columns``."""
     from rich.console import Console

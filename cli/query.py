@@ -8,13 +8,7 @@ import typer
 
 from llkl_db.cli import options
 from llkl_db.cli.errors import handle_errors
-from llkl_db.cli.output import format_value, note, print_json, print_table
-
-
-def _open(dataset: str | None, revision: str | None):
-    import llkl_db
-
-    return llkl_db.open(dataset, revision=revision)
+from llkl_db.cli.output import format_value, note, plus_minus, print_json, print_table
 
 
 @handle_errors
@@ -27,7 +21,7 @@ def nearest(
     json: options.Json = False,
 ) -> None:
     """Entries nearest to MODEL by KL divergence, each with its standard error."""
-    result = _open(dataset, revision).nearest(model, k=k, where=where)
+    result = options.open_dataset(dataset, revision).nearest(model, k=k, where=where)
     if result.note:
         note(result.note)
     if json:
@@ -35,8 +29,8 @@ def nearest(
         return
     rows = result.table.to_dicts()
     for row in rows:
-        row["KL bits/byte"] = f"{row['kl_bpb']:.4g} ± {row['se_bpb']:.2g}"
-        row["KL nats/text"] = f"{row['kl_nats']:.4g} ± {row['se_nats']:.2g}"
+        row["KL bits/byte"] = plus_minus(row["kl_bpb"], row["se_bpb"])
+        row["KL nats/text"] = plus_minus(row["kl_nats"], row["se_nats"])
     print_table(
         rows,
         ["rank", "entry_id", "model_type", "KL bits/byte", "KL nats/text", "level"],
@@ -54,7 +48,7 @@ def kl(
     json: options.Json = False,
 ) -> None:
     """KL divergence between two entries, in bits/byte and nats/text, with standard errors."""
-    ds = _open(dataset, revision)
+    ds = options.open_dataset(dataset, revision)
     for name in (a, b):
         resolved = ds.resolve(name)
         if resolved.note:
@@ -81,7 +75,7 @@ def models(
     json: options.Json = False,
 ) -> None:
     """Models in the dataset, with how many entries (revisions, layers, variants) each has."""
-    table = _open(dataset, revision).filter(where).models(search)
+    table = options.open_dataset(dataset, revision, where).models(search)
     if json:
         print_json(table.to_dicts())
         return
@@ -95,7 +89,7 @@ def info(
     json: options.Json = False,
 ) -> None:
     """Dataset version, text set, N texts, mean bytes B, K entries, clip threshold, size."""
-    facts = _open(dataset, revision).info()
+    facts = options.open_dataset(dataset, revision).info()
     if json:
         print_json(facts)
         return
