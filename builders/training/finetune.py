@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llkl_db.builders.training.step import train_step
 from llkl_db.io.atomic import write_text_atomic
 
 from .checkpoints import save_checkpoint
@@ -53,16 +54,8 @@ def finetune(spec: TrainingSpec, ft: Finetune, documents: list[str], threads: in
     started = time.perf_counter()
     losses = []
     for step in range(1, ft.steps + 1):
-        offsets = rng.integers(0, tokens.size - ft.length, size=ft.batch_size)
-        batch = torch.from_numpy(np.stack([tokens[o : o + ft.length] for o in offsets]))
-        for group in opt.param_groups:
-            group["lr"] = ft.lr * min(1.0, step / max(1, ft.warmup))
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
+        lr = ft.lr * min(1.0, step / max(1, ft.warmup))
+        losses.append(train_step(model, opt, tokens, rng, ft.batch_size, ft.length, lr))
         log(f"{ft.name}: step {step}/{ft.steps}, loss {losses[-1]:.3f}, {time.perf_counter() - started:.0f} s")
     model.eval()
     out = spec.finetune_dir(ft)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llkl_db.builders.training.step import train_step
 from llkl_db.io.atomic import write_text_atomic
 
 from .checkpoints import save_checkpoint
@@ -50,16 +51,8 @@ def pretrain(spec: TrainingSpec, run: PretrainRun, tokens_file: Path, threads: i
     recent: list[float] = []
     save_checkpoint(model, tokenizer, spec.checkpoint_dir(run, 0))
     for step in range(1, pre.final_step + 1):
-        offsets = rng.integers(0, tokens.size - pre.length, size=pre.batch_size)
-        batch = torch.from_numpy(np.stack([tokens[o : o + pre.length] for o in offsets]).astype(np.int64))
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, pre.peak_lr, pre.warmup, pre.final_step, pre.final_fraction)
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        recent.append(float(loss.detach()))
+        lr = lr_at(step, pre.peak_lr, pre.warmup, pre.final_step, pre.final_fraction)
+        recent.append(train_step(model, opt, tokens, rng, pre.batch_size, pre.length, lr))
         if step in save_at:
             losses[step] = float(np.mean(recent))
             recent = []
