@@ -35,6 +35,8 @@ def _between(a: float, b: float) -> float:
 
 
 LEVELS: tuple[Level, ...] = (
+    # closer than consecutive late checkpoints: dtype casts, fine quantization, near-duplicates
+    Level("below-checkpoint", REFERENCE_MEDIANS["consecutive late checkpoints"]),
     Level("checkpoint", _between(0.067, 0.12)),
     Level("seed", _between(0.12, 0.40)),
     Level("quantization/fine-tune", _between(0.49, 0.95)),

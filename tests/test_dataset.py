@@ -195,6 +195,7 @@ def test_nearest_and_kl_values(family):
     assert (table["se_bpb"] > 0).all()
     assert result.scale.startswith("Scale (arXiv 2505.15353")
     assert set(table["level"].to_list()) <= {
+        "below-checkpoint",
         "checkpoint",
         "seed",
         "quantization/fine-tune",
