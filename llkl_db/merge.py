@@ -17,7 +17,7 @@ from llkl_db import math as llmath
 from llkl_db.card import render_card
 from llkl_db.errors import LlklError
 from llkl_db.io.atomic import umask, write_text_atomic
-from llkl_db.io.metadata import DatasetMetadata, read_metadata, write_metadata
+from llkl_db.io.metadata import DatasetMetadata, check_dataset_version, read_metadata, write_metadata
 from llkl_db.io.tables import merge_tables
 from llkl_db.io.texts import read_texts, text_set_sha256
 from llkl_db.io.vectors import VECTOR_DIR, TextSetKey, read_loglik, scan_entries, vector_files
@@ -41,6 +41,8 @@ def merge(
     """
     if not inputs:
         raise LlklError("merge: no input folders")
+    if dataset_version is not None:
+        check_dataset_version(dataset_version, "--version")
     existing = read_metadata(out) if (out / METADATA_FILE).is_file() else None
     sources = ([out] if existing else []) + [Path(p) for p in inputs]
     for folder in sources:

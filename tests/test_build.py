@@ -206,3 +206,23 @@ def test_build_cli_single_model_and_bad_input(assets, tmp_path):
         result = runner.invoke(app, args)
         assert result.exit_code != 0
         assert message in result.output and "Traceback" not in result.output
+
+
+def test_merge_cli_bad_input_is_one_line_and_leaves_the_target_alone(assets, tmp_path):
+    from typer.testing import CliRunner
+
+    jobs = parse_plan(plan_for(assets)).jobs[:2]
+    run_jobs(jobs, load_text_set(str(assets / "tiny.parquet")), tmp_path / "shard", BuildOptions(progress=False))
+    runner = CliRunner()
+    ok = runner.invoke(app, ["merge", str(tmp_path / "shard"), "--out", str(tmp_path / "ds"), "--version", "1.0.0"])
+    assert ok.exit_code == 0, ok.output
+    before = sorted((p.name, p.stat().st_size) for p in (tmp_path / "ds").rglob("*") if p.is_file())
+    for args, message in [
+        ([str(tmp_path / "missing"), "--out", str(tmp_path / "ds")], "no such folder"),
+        ([str(tmp_path / "shard"), "--out", str(tmp_path / "ds")], "duplicate entry id"),
+        ([str(tmp_path / "shard"), "--out", str(tmp_path / "ds2"), "--version", "one"], "is not X.Y.Z"),
+    ]:
+        result = runner.invoke(app, ["merge", *args])
+        assert result.exit_code == 1, result.output
+        assert message in result.output and "Traceback" not in result.output
+    assert sorted((p.name, p.stat().st_size) for p in (tmp_path / "ds").rglob("*") if p.is_file()) == before

@@ -60,8 +60,7 @@ def read_metadata(root: Path) -> DatasetMetadata:
         value = getattr(meta, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise LlklError(f"{path}: {name} must be a number, got {value!r}")
-    if not _SEMVER.match(str(meta.dataset_version)):
-        raise LlklError(f"{path}: dataset_version {meta.dataset_version!r} is not X.Y.Z")
+    check_dataset_version(meta.dataset_version, str(path))
     if not (isinstance(meta.n_texts, int) and meta.n_texts > 0):
         raise LlklError(f"{path}: n_texts must be a positive integer, got {meta.n_texts!r}")
     if not (isinstance(meta.mean_text_bytes, (int, float)) and meta.mean_text_bytes > 0):
@@ -69,6 +68,13 @@ def read_metadata(root: Path) -> DatasetMetadata:
     return meta
 
 
+def check_dataset_version(version: object, where: str) -> None:
+    """Dataset versions are semantic: X.Y.Z."""
+    if not _SEMVER.match(str(version)):
+        raise LlklError(f"{where}: dataset_version {version!r} is not X.Y.Z")
+
+
 def write_metadata(root: Path, meta: DatasetMetadata) -> None:
-    """Write ``llkl-db.json`` atomically."""
+    """Write ``llkl-db.json`` atomically, refusing a version that could not be read back."""
+    check_dataset_version(meta.dataset_version, str(root / METADATA_FILE))
     write_text_atomic(root / METADATA_FILE, meta.to_json())
