@@ -110,7 +110,7 @@ def bench_nearest(k: int, n: int, repeat: int) -> dict:
     gemv_s = best(lambda: m @ v, repeat)
     math_s = best(lambda: llmath.nearest(prepared, prepared.clipped[7], 10), repeat)
     dataset_s = best(lambda: ds.nearest(query, k=10), repeat)
-    where_s = best(lambda: ds.nearest(query, k=10, where="model_type = 'llama'"), repeat)
+    where_s = best(lambda: ds.filter("model_type = 'llama'").nearest(query, k=10), repeat)
     plain = max(sum_s, gemv_s)
     return {
         "K": k,

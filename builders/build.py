@@ -14,12 +14,10 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from llkl_db.builders.jobs import Job
-from llkl_db.errors import LlklError
 from llkl_db.io.atomic import write_text_atomic
-from llkl_db.io.vectors import VECTOR_DIR, entry_id, write_vectors
+from llkl_db.io.folder import DatasetFolder, entry_file_name, entry_kind
+from llkl_db.io.vectors import entry_id
 from llkl_db.textsets import TextSet
-
-DONE_DIR = "done"
 
 
 @dataclass(frozen=True)
@@ -33,25 +31,9 @@ class BuildOptions:
     progress: bool = True
 
 
-def entry_kind(step: int | None, layer: int | None, variant: str | None) -> str:
-    """The folder (and dataset-card config) an entry belongs to."""
-    if layer is not None:
-        return "layers"
-    if variant is not None:
-        return "variants"
-    if step is not None:
-        return "checkpoints"
-    return "models"
-
-
-def entry_file(out: Path, eid: str, kind: str) -> Path:
-    """Where an entry's Parquet file goes: one file per entry, named after its id."""
-    safe = eid.replace("/", "--").replace(":", "~")
-    return out / VECTOR_DIR / kind / f"{safe}.parquet"
-
-
 def done_marker(out: Path, job: Job) -> Path:
-    return out / DONE_DIR / (job.key.replace("/", "--").replace(":", "~") + ".json")
+    """The file that records ``job`` as finished in the build folder ``out``."""
+    return DatasetFolder(out).done_dir / (entry_file_name(job.key) + ".json")
 
 
 def is_done(out: Path, job: Job) -> bool:
@@ -126,12 +108,13 @@ def run_job(job: Job, texts: TextSet, out: Path, options: BuildOptions) -> list[
         "created_at": datetime.now(UTC),
         "contributor": options.contributor or os.environ.get("LLKL_DB_CONTRIBUTOR"),
     }
+    folder = DatasetFolder(out)
     written = []
     for layer, loglik in result.loglik.items():
         eid = entry_id(job.model_id, job.revision, layer, job.variant)
         row = {**common, "entry_id": eid, "layer": layer, "loglik": loglik}
-        path = entry_file(out, eid, entry_kind(common["step"], layer, job.variant))
-        write_vectors(path, [row], len(texts.texts))
+        path = folder.entry_path(eid, entry_kind(common["step"], layer, job.variant))
+        folder.write_entries(path, [row])
         written.append(path)
     marker = {
         "job": job.to_dict(),
@@ -144,25 +127,9 @@ def run_job(job: Job, texts: TextSet, out: Path, options: BuildOptions) -> list[
     return written
 
 
-def check_out_dir(out: Path, texts: TextSet) -> None:
-    """Refuse to mix text sets in one output folder; copy the text set in on first use."""
-    import shutil
-
-    texts_dir = out / "texts"
-    present = sorted(texts_dir.glob("*.parquet")) if texts_dir.is_dir() else []
-    others = [p for p in present if p.stem != texts.name]
-    if others:
-        raise LlklError(
-            f"{out}: already holds vectors of text set {others[0].stem}, not {texts.name}; use another --out"
-        )
-    target = texts_dir / f"{texts.name}.parquet"
-    if target.is_file():
-        from llkl_db.io.texts import read_texts, text_set_sha256
-
-        if text_set_sha256(read_texts(target)["text"].to_list()) != texts.sha256:
-            raise LlklError(f"{target}: a different text set of the same name; use another --out")
-    else:
-        texts_dir.mkdir(parents=True, exist_ok=True)
-        tmp = texts_dir / f".{texts.name}.parquet.tmp"
-        shutil.copyfile(texts.path, tmp)
-        os.replace(tmp, target)
+def check_out_dir(out: Path, texts: TextSet, overwrite: bool = False) -> None:
+    """Refuse a folder that holds someone else's files or another text set; copy the text set in
+    on first use."""
+    folder = DatasetFolder(out)
+    folder.check_writable(overwrite)
+    folder.add_text_set(texts)

@@ -10,6 +10,7 @@ import typer
 from llkl_db.cli import options
 from llkl_db.cli.errors import handle_errors
 from llkl_db.cli.output import note, print_json
+from llkl_db.errors import LlklError
 
 Repo = Annotated[str, typer.Option("--repo", help="Dataset repository on the Hub, ORG/NAME.")]
 
@@ -47,12 +48,26 @@ def validate(
     ] = 0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the texts picked for --recompute.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda (for --recompute).")] = "auto",
+    allow_skip: Annotated[
+        bool, typer.Option("--allow-skip", help="Pass even when some entries could not be recomputed here.")
+    ] = False,
     json: options.Json = False,
 ) -> None:
     """Check a shard or dataset: schema, text set, finite and plausible values, unique ids, provenance. Exit 0 only if all pass."""
-    from llkl_db.validation import validate as run
+    if recompute > 0:
+        try:
+            from llkl_db.builders.recompute import validate_and_recompute
+        except ImportError as exc:
+            raise LlklError(
+                f"--recompute needs the builders ({exc.name} is not installed): pip install 'llkl-db[build]'"
+            ) from None
+        report = validate_and_recompute(
+            path, recompute, allow_skip=allow_skip, seed=seed, device=device, against=against, revision=revision
+        )
+    else:
+        from llkl_db.validation import validate as run
 
-    report = run(path, against=against, revision=revision, recompute=recompute, seed=seed, device=device)
+        report = run(path, against=against, revision=revision)
     _print_report(report, json)
     if not report.ok:
         raise typer.Exit(1)

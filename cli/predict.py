@@ -21,10 +21,9 @@ def predict(
     json: options.Json = False,
 ) -> None:
     """Ridge regression from the double-centred vectors, CV grouped by model type: the correlation it reaches."""
-    import llkl_db
     from llkl_db.predict import predict_score
 
-    result = predict_score(llkl_db.open(dataset, revision=revision), score, n_folds=folds, where=where)
+    result = predict_score(options.open_dataset(dataset, revision, where), score, n_folds=folds)
     if json:
         print_json(result.to_dict(with_predictions=True))
         return

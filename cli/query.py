@@ -21,7 +21,7 @@ def nearest(
     json: options.Json = False,
 ) -> None:
     """Entries nearest to MODEL by KL divergence, each with its standard error."""
-    result = options.open_dataset(dataset, revision).nearest(model, k=k, where=where)
+    result = options.open_dataset(dataset, revision, where).nearest(model, k=k)
     if result.note:
         note(result.note)
     if json:
@@ -45,10 +45,11 @@ def kl(
     b: Annotated[str, typer.Argument(help="Second model or entry.")],
     dataset: options.Dataset = None,
     revision: options.Revision = None,
+    where: options.Where = None,
     json: options.Json = False,
 ) -> None:
     """KL divergence between two entries, in bits/byte and nats/text, with standard errors."""
-    ds = options.open_dataset(dataset, revision)
+    ds = options.open_dataset(dataset, revision, where)
     for name in (a, b):
         resolved = ds.resolve(name)
         if resolved.note:
@@ -86,10 +87,11 @@ def models(
 def info(
     dataset: options.Dataset = None,
     revision: options.Revision = None,
+    where: options.Where = None,
     json: options.Json = False,
 ) -> None:
     """Dataset version, text set, N texts, mean bytes B, K entries, clip threshold, size."""
-    facts = options.open_dataset(dataset, revision).info()
+    facts = options.open_dataset(dataset, revision, where).info()
     if json:
         print_json(facts)
         return

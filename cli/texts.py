@@ -113,7 +113,7 @@ def import_(
     json: Json = False,
 ) -> None:
     """Import the 2025 paper's published text set, so that vectors line up with its 1,018 models."""
-    from llkl_db.builders.texts.modelmap import import_modelmap
+    from llkl_db.textsets.modelmap import import_modelmap
 
     _report(import_modelmap(file, out, name), out, json)
 

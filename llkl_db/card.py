@@ -8,8 +8,9 @@ from string import Template
 
 import polars as pl
 
+from llkl_db.io.folder import DatasetFolder
 from llkl_db.io.metadata import DatasetMetadata
-from llkl_db.io.vectors import FILE_COLUMN, VECTOR_DIR
+from llkl_db.io.vectors import FILE_COLUMN
 from llkl_db.schema import spec
 
 
@@ -20,28 +21,38 @@ def _fields_table(table: str) -> str:
     return "\n".join(rows)
 
 
-def render_card(root: Path, metadata: DatasetMetadata, entries: pl.DataFrame, repo_id: str = "ORG/NAME") -> str:
+def render_card(
+    folder: DatasetFolder, metadata: DatasetMetadata, entries: pl.DataFrame, repo_id: str = "ORG/NAME"
+) -> str:
     """Markdown of the card: one config per kind of entry (vectors/<kind>/) and one for texts."""
+    vectors_dir = folder.vectors_dir
+
+    def relative(path: Path) -> str:
+        return Path(path).relative_to(folder.root).as_posix()
+
     kinds = (
         entries.with_columns(
             pl.col(FILE_COLUMN)
-            .map_elements(lambda f: Path(f).relative_to(root).parts[1], return_dtype=pl.String)
+            .map_elements(lambda f: Path(f).relative_to(vectors_dir).parts[0], return_dtype=pl.String)
             .alias("kind")
         )
         .group_by("kind")
         .agg(pl.len().alias("entries"), pl.col("model_id").n_unique().alias("models"))
         .sort("kind")
     )
-    configs = [f"- config_name: {k}\n  data_files: {VECTOR_DIR}/{k}/*.parquet" for k in kinds["kind"]]
-    configs.append(f"- config_name: texts\n  data_files: texts/{metadata.text_set}.parquet")
-    scores_file = root / "tables" / "model_scores.parquet"
+    configs = [
+        f"- config_name: {k}\n  data_files: {relative(vectors_dir / k)}/*.parquet" for k in kinds["kind"]
+    ]
+    texts_file = folder.text_set_path(metadata.text_set)
+    configs.append(f"- config_name: texts\n  data_files: {relative(texts_file)}")
+    scores_file = folder.table_path("model_scores")
     if scores_file.is_file():
-        configs.append("- config_name: model_scores\n  data_files: tables/model_scores.parquet")
+        configs.append(f"- config_name: model_scores\n  data_files: {relative(scores_file)}")
     kinds_table = "\n".join(
         ["| kind | entries | models |", "|---|---|---|"]
         + [f"| {r['kind']} | {r['entries']} | {r['models']} |" for r in kinds.iter_rows(named=True)]
     )
-    licences = _licences(root / "texts" / f"{metadata.text_set}.parquet")
+    licences = _licences(texts_file)
     template = Template(resources.files("llkl_db.schema").joinpath("card_template.md").read_text("utf-8"))
     return template.substitute(
         pretty_name=f"llkl-db {metadata.text_set} v{metadata.dataset_version}",
@@ -65,8 +76,8 @@ def render_card(root: Path, metadata: DatasetMetadata, entries: pl.DataFrame, re
         text_fields=_fields_table("texts"),
         licences=licences,
         vector_sources=_vector_sources(entries),
-        tables_section=_tables_section(root),
-        changelog_note=_changelog_note(root),
+        tables_section=_tables_section(scores_file),
+        changelog_note=_changelog_note(folder),
         first_kind=kinds["kind"][0] if kinds.height else "models",
     )
 
@@ -103,8 +114,7 @@ def _vector_sources(entries: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _tables_section(root: Path) -> str:
-    path = root / "tables" / "model_scores.parquet"
+def _tables_section(path: Path) -> str:
     if not path.is_file():
         return ""
     df = pl.read_parquet(path, columns=["model_id", "score", "source"])
@@ -124,7 +134,7 @@ def _tables_section(root: Path) -> str:
     return "\n".join(lines)
 
 
-def _changelog_note(root: Path) -> str:
-    if (root / "CHANGELOG.md").is_file():
+def _changelog_note(folder: DatasetFolder) -> str:
+    if folder.changelog_path.is_file():
         return "Entries added and changed in each version: [CHANGELOG.md](CHANGELOG.md), generated from the data."
     return "Each published version lists its added and changed entries in CHANGELOG.md, generated from the data."

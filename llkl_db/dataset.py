@@ -15,10 +15,11 @@ import numpy as np
 import polars as pl
 
 from llkl_db import math as llmath
-from llkl_db.errors import LlklError
-from llkl_db.io.metadata import DatasetMetadata, read_metadata
+from llkl_db.errors import BadValueError, LlklError
+from llkl_db.io.folder import DatasetFolder, open_folder
+from llkl_db.io.metadata import DatasetMetadata
 from llkl_db.io.source import resolve_source
-from llkl_db.io.vectors import FILE_COLUMN, TextSetKey, read_loglik, scan_entries, vector_files
+from llkl_db.io.vectors import FILE_COLUMN
 from llkl_db.resolve import Resolved, resolve
 from llkl_db.scale import level_of, scale_line
 
@@ -26,19 +27,15 @@ from llkl_db.scale import level_of, scale_line
 def open(source: str | os.PathLike | None = None, revision: str | None = None) -> Dataset:  # noqa: A001
     """Open a dataset: a local folder, ``hf://datasets/ORG/NAME[@REV]``, ``ORG/NAME`` (with
     ``revision=``), or None for the dataset embedded in the package."""
-    root = resolve_source(source, revision)
-    metadata = read_metadata(root)
-    entries = scan_entries(
-        vector_files(root), metadata.n_texts, TextSetKey(metadata.text_set, metadata.text_set_sha256), root
-    )
-    return Dataset(_Store(root, metadata, entries))
+    folder = open_folder(resolve_source(source, revision))
+    return Dataset(_Store(folder, folder.metadata, folder.entries()))
 
 
 class _Store:
     """Everything loaded from one dataset folder, shared by all filtered views of it."""
 
-    def __init__(self, root: Path, metadata: DatasetMetadata, entries: pl.DataFrame) -> None:
-        self.root = root
+    def __init__(self, folder: DatasetFolder, metadata: DatasetMetadata, entries: pl.DataFrame) -> None:
+        self.folder = folder
         self.metadata = metadata
         self.entries = entries
 
@@ -59,7 +56,7 @@ class _Store:
 
     def _clip(self) -> tuple[np.ndarray, np.ndarray]:
         # Fills both cached properties at once: the raw matrix is clipped in place.
-        raw = read_loglik(self.entries, self.metadata.n_texts)
+        raw = self.folder.read_loglik(self.entries)
         recorded = {0: self.metadata.clip_threshold, 1: self.metadata.layer_clip_threshold}
         thresholds = llmath.group_thresholds(raw, self.row_groups, recorded, self.metadata.clip_percentile)
         np.maximum(raw, thresholds[:, None].astype(np.float32), out=raw)
@@ -115,8 +112,13 @@ class Dataset:
         return self._store.metadata
 
     @property
+    def folder(self) -> DatasetFolder:
+        """The dataset folder this view reads (layout, text set, optional tables)."""
+        return self._store.folder
+
+    @property
     def root(self) -> Path:
-        return self._store.root
+        return self._store.folder.root
 
     @property
     def entries(self) -> pl.DataFrame:
@@ -152,6 +154,10 @@ class Dataset:
         """Resolve a model or entry name against the whole dataset (see :func:`llkl_db.resolve.resolve`)."""
         return resolve(self._store.entries, name)
 
+    def entry(self, name: str) -> dict:
+        """The metadata of the entry ``name`` resolves to, as a dict (no vector)."""
+        return self._store.entries.drop(FILE_COLUMN).row(self.resolve(name).position, named=True)
+
     def vector(self, name: str) -> np.ndarray:
         """The clipped log-likelihood vector of an entry, float32, nats."""
         return self._store.clipped[self.resolve(name).position]
@@ -178,15 +184,15 @@ class Dataset:
             level=level_of(est.kl_bpb),
         )
 
-    def nearest(self, name: str, k: int = 10, where: str | pl.Expr | None = None) -> Neighbours:
-        """The k entries of this view nearest to ``name`` in KL (the query itself excluded)."""
+    def nearest(self, name: str, k: int = 10) -> Neighbours:
+        """The k entries of this view nearest to ``name`` in KL (the query itself excluded). The
+        query is resolved against the whole dataset, so it may lie outside a filtered view."""
         if k < 1:
-            raise LlklError(f"-k {k}: must be at least 1")
+            raise BadValueError("k", k, "must be at least 1")
         query = self.resolve(name)
-        view = self.filter(where)
         prepared = self._store.prepared
         mask = np.zeros(self._store.entries.height, dtype=bool)
-        mask[view._rows] = True
+        mask[self._rows] = True
         mask[query.position] = False
         idx, var, se_var = llmath.nearest(prepared, prepared.clipped[query.position], k, mask)
         est = llmath.from_variance(var, se_var, self.metadata.mean_text_bytes)
@@ -238,7 +244,7 @@ class Dataset:
     def info(self) -> dict:
         """Dataset version, text set, N, B, K, clip threshold and size on disk."""
         meta = self.metadata
-        files = vector_files(self.root)
+        files = self.folder.vector_files()
         return {
             "source": str(self.root),
             "schema_version": meta.schema_version,

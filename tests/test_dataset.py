@@ -203,7 +203,7 @@ def test_nearest_and_kl_values(family):
         "other-family",
     }
     # where restricts the neighbours, not the query
-    only_llama = ds.nearest("org/model-001", k=10, where="model_type = 'llama'")
+    only_llama = ds.filter("model_type = 'llama'").nearest("org/model-001", k=10)
     assert set(
         ds.entries.filter(ds.entries["entry_id"].is_in(only_llama.table["entry_id"].implode()))["model_type"]
     ) == {"llama"}

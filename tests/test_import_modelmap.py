@@ -90,7 +90,7 @@ def test_vectors_from_model_data_when_raw_file_is_absent(tmp_path):
 
 
 def test_text_set_parquet_can_be_passed(tmp_path):
-    from llkl_db.builders.texts.modelmap import import_modelmap as import_texts
+    from llkl_db.textsets.modelmap import import_modelmap as import_texts
 
     write_modelmap(tmp_path / "files", k=4)
     import_texts(tmp_path / "files" / "texts-10k-pile.jsonl", tmp_path / "pile-10k.parquet")

@@ -12,18 +12,18 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from llkl_db.builders.texts.chunk import Chunk
-from llkl_db.builders.texts.chunking import chunk_document, split_bytes
 from llkl_db.builders.texts.corpora import bible, fortunes, jargon, wikipedia
 from llkl_db.builders.texts.corpora.locations import CorpusPaths
 from llkl_db.builders.texts.corpora.versions import debian_version
 from llkl_db.builders.texts.hub import REPO_ID, HubPile, shard_names
-from llkl_db.builders.texts.modelmap import read_modelmap
 from llkl_db.builders.texts.pile import PileParams, chunk_positions, select_pile
 from llkl_db.builders.texts.selection import pile_sample, sample_per_source, split_evenly
 from llkl_db.cli.app import app
 from llkl_db.errors import LlklError
 from llkl_db.io.texts import read_texts, text_set_sha256
+from llkl_db.textsets.chunk import Chunk
+from llkl_db.textsets.chunking import chunk_document, split_bytes
+from llkl_db.textsets.modelmap import read_modelmap
 
 DATA = Path(__file__).parent / "data" / "texts"
 SHIPPED_MINI = Path(__file__).parents[1] / "llkl_db" / "data" / "texts" / "mini.parquet"

@@ -237,19 +237,26 @@ def test_recompute_matches_a_real_build_and_catches_a_tampered_vector(tmp_path):
     run_jobs([job], load_text_set(tmp_path / "tiny.parquet"), tmp_path / "shard", BuildOptions(progress=False))
     shard = tmp_path / "shard"
 
-    report = validate(shard, recompute=4, device="cpu")
+    from llkl_db.builders.recompute import validate_and_recompute
+
+    report = validate_and_recompute(shard, 4, device="cpu")
     assert report.ok, report.problems
     assert sum("recomputed 4 texts" in n for n in report.notes) == 2  # output and layer 1
 
     path = sorted((shard / "vectors" / "models").glob("*.parquet"))[0]
     rewrite(path, lambda t: set_loglik(t, lambda m: m.__setitem__(0, m[0] - 5.0)))
-    bad = validate(shard, recompute=10, device="cpu")
+    bad = validate_and_recompute(shard, 10, device="cpu")
     assert any("recomputed log-likelihood differs" in p.reason for p in bad.problems), bad.problems
 
 
-def test_recompute_notes_a_model_that_cannot_be_loaded(tmp_path, monkeypatch):
+def test_recompute_that_could_not_run_is_not_a_pass_unless_skips_are_allowed(tmp_path, monkeypatch):
     pytest.importorskip("torch")
+    from llkl_db.builders.recompute import validate_and_recompute
+
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # no network here: fail fast
     root = good_shard(tmp_path / "shard")
-    report = validate(root, recompute=2, device="cpu")
-    assert report.ok and any("not recomputed" in n for n in report.notes)
+    report = validate_and_recompute(root, 2, device="cpu")
+    assert not report.ok and any("could not be recomputed" in p.reason for p in report.problems)
+    assert any("not recomputed" in n for n in report.notes)
+    allowed = validate_and_recompute(root, 2, device="cpu", allow_skip=True)
+    assert allowed.ok, allowed.problems

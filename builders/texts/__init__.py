@@ -1,7 +1,7 @@
 """Text sets: chunking on UTF-8 byte boundaries, the Pile reference set, the 2025 import and the
 offline mini set."""
 
-from .chunk import Chunk
-from .chunking import chunk_document, split_bytes
+from llkl_db.textsets.chunk import Chunk
+from llkl_db.textsets.chunking import chunk_document, split_bytes
 
 __all__ = ["Chunk", "chunk_document", "split_bytes"]

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from llkl_db.errors import LlklError
+from llkl_db.textsets.chunk import Chunk
+from llkl_db.textsets.chunking import chunk_document
+from llkl_db.textsets.output import write_chunks
 
-from .chunk import Chunk
-from .chunking import chunk_document
 from .corpora.domains import DOMAINS, Domain
 from .corpora.locations import CorpusPaths
-from .output import write_chunks
 from .selection import sample_per_source, split_evenly
 
 NAME = "mini"

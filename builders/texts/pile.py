@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from llkl_db.errors import LlklError
+from llkl_db.textsets.chunk import Chunk
+from llkl_db.textsets.chunking import PILE_MAX_BYTES, PILE_MIN_BYTES, chunk_document
+from llkl_db.textsets.output import write_chunks
 
-from .chunk import Chunk
-from .chunking import PILE_MAX_BYTES, PILE_MIN_BYTES, chunk_document
-from .output import write_chunks
 from .selection import pile_sample
 
 NAME = "pile-10k"

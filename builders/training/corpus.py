@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from llkl_db.builders.texts.chunking import split_bytes
 from llkl_db.builders.texts.corpora.domains import DOMAINS
 from llkl_db.builders.texts.corpora.locations import CorpusPaths
 from llkl_db.errors import LlklError
 from llkl_db.io.texts import read_texts
+from llkl_db.textsets.chunking import split_bytes
 
 CHUNK_BYTES = 600  # the mini set's chunk size: chunk_idx counts pieces of this many bytes
 

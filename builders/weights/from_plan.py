@@ -8,7 +8,8 @@ from pathlib import Path
 
 from llkl_db.builders.plan import Plan
 from llkl_db.errors import LlklError
-from llkl_db.io.tables import read_weight_distances, upsert_weight_distances
+from llkl_db.io.folder import DatasetFolder
+from llkl_db.io.tables import WEIGHT_DISTANCES, read_weight_distances, upsert_weight_distances
 
 from .pairs import Checkpoint, weight_distance_rows
 
@@ -42,7 +43,7 @@ def build_weight_distances(
         )
     existing = read_weight_distances(out)
     added = 0
-    path = out / "tables" / "weight_distances.parquet"
+    path = DatasetFolder(out).table_path(WEIGHT_DISTANCES)
     for model_id, checkpoints in runs.items():
         done = set()
         if existing is not None:

@@ -30,7 +30,7 @@ def layer_profile(ds, model: str) -> LayerProfile:
     within the view ``ds``. The output is listed as layer ``n_layers``."""
     resolved = ds.resolve(model)
     entries = ds.entries.with_row_index("_row")
-    target = ds._store.entries.row(resolved.position, named=True)
+    target = ds.entry(model)
     mine = entries.filter(
         (pl.col("model_id") == target["model_id"])
         & (pl.col("revision") == target["revision"])

@@ -11,8 +11,7 @@ import numpy as np
 import polars as pl
 
 from llkl_db.errors import LlklError
-from llkl_db.io.tables import read_weight_distances
-from llkl_db.io.texts import read_texts
+from llkl_db.io.tables import WEIGHT_DISTANCES
 
 from .exponent import DEFAULT_WINDOW, MIN_POINTS, window_fits, window_pairs
 from .jumps import PAPER_WARMUP_FRACTION, jump_keep_mask
@@ -88,8 +87,7 @@ def _finite_only(value):
 
 
 def _text_bytes(ds) -> np.ndarray:
-    path = ds.root / "texts" / f"{ds.metadata.text_set}.parquet"
-    return read_texts(path)["n_bytes"].to_numpy().astype(np.float64)
+    return ds.folder.text_set.n_bytes.astype(np.float64)
 
 
 def _weight_matrix(table: pl.DataFrame | None, run: Run) -> np.ndarray | None:
@@ -217,12 +215,12 @@ def trajectory(
         nbytes = nbytes[keep]
         notes.append(f"dropped {dropped} of {keep.size} texts with the largest jumps; B = {nbytes.mean():.1f} bytes")
     mean_bytes = float(nbytes.mean())
-    table = read_weight_distances(ds.root) if weights is not False else None
+    table = ds.folder.read_table(WEIGHT_DISTANCES) if weights is not False else None
     results = []
     for run in runs:
         w = _weight_matrix(table, run)
         if weights and w is None:
-            where = ds.root / "tables" / "weight_distances.parquet"
+            where = ds.folder.table_path(WEIGHT_DISTANCES)
             raise LlklError(
                 f"no weight distances for {run.model_id} in {where}; build them with `llkl-db weight-distances`"
             )

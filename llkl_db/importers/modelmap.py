@@ -158,7 +158,7 @@ def _text_set(folder: Path, texts: Path | None, staging: Path):
     source = Path(source)
     if source.suffix == ".parquet":
         return load_text_set(source)
-    from llkl_db.builders.texts.modelmap import import_modelmap as import_texts
+    from llkl_db.textsets.modelmap import import_modelmap as import_texts
 
     target = staging / f"{TEXT_SET}.parquet"
     import_texts(source, target, TEXT_SET)
@@ -194,6 +194,7 @@ def import_modelmap(
     out: str | Path,
     texts: str | Path | None = None,
     dataset_version: str | None = None,
+    overwrite: bool = False,
 ) -> ImportSummary:
     """Convert the 2025 paper's files in ``folder`` into the dataset ``out`` (created or extended).
 
@@ -201,11 +202,13 @@ def import_modelmap(
     ``log-likelihood-10k`` of ``model-data-1018.pkl``; metadata (model_type, size, base model
     from the tags) and scores from ``model-data-1018.pkl`` when present.
     """
+    from llkl_db.io.folder import DatasetFolder
     from llkl_db.io.scores import write_scores
     from llkl_db.io.vectors import entry_id
     from llkl_db.merge import merge
 
     folder, out = Path(folder), Path(out)
+    DatasetFolder(out).check_writable(overwrite)
     if not folder.is_dir():
         raise LlklError(f"{folder}: no such folder")
     raw_path, meta_path = _find(folder, RAW_FILE), _find(folder, META_FILE)
@@ -258,31 +261,15 @@ def import_modelmap(
         if not rows:
             raise LlklError(f"{folder}: no importable vectors ({len(skipped)} skipped)")
         matrix = np.stack(kept)
-        build = staging / "build"
-        (build / "texts").mkdir(parents=True)
-        shutil.copyfile(text_set.path, build / "texts" / f"{text_set.name}.parquet")
+        build = DatasetFolder(staging / "build")
+        build.add_text_set(text_set)
         for start in range(0, len(rows), ENTRIES_PER_FILE):
-            part = build / "vectors" / KIND / f"modelmap-1018-{start // ENTRIES_PER_FILE:03d}.parquet"
+            part = build.vector_path(KIND, f"modelmap-1018-{start // ENTRIES_PER_FILE:03d}")
             _write_entries(part, rows[start : start + ENTRIES_PER_FILE], matrix[start : start + ENTRIES_PER_FILE])
-        metadata = merge([build], out, dataset_version=dataset_version)
         scores = [r for r in score_rows(model_data) if r["model_id"] in set(names)]
         if scores:
-            write_scores(out, scores, merge_existing=True)
-            _refresh_card(out)
+            write_scores(build.root, scores)  # merge carries the table, replacing rows of the same key
+        metadata = merge([build.root], out, dataset_version=dataset_version, overwrite=overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ImportSummary(out, len(rows), len(scores), metadata.text_set, metadata.dataset_version, skipped)
-
-
-def _refresh_card(root: Path) -> None:
-    """Re-render the dataset card so that it lists the model_scores table."""
-    from llkl_db.card import render_card
-    from llkl_db.io.atomic import write_text_atomic
-    from llkl_db.io.metadata import read_metadata
-    from llkl_db.io.vectors import TextSetKey, scan_entries, vector_files
-
-    metadata = read_metadata(root)
-    entries = scan_entries(
-        vector_files(root), metadata.n_texts, TextSetKey(metadata.text_set, metadata.text_set_sha256), root
-    )
-    write_text_atomic(root / "README.md", render_card(root, metadata, entries))

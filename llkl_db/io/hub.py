@@ -6,7 +6,10 @@ from pathlib import Path
 
 from llkl_db.errors import LlklError
 
-DATASET_PATTERNS = ["llkl-db.json", "README.md", "texts/*.parquet", "vectors/**/*.parquet", "tables/*.parquet"]
+from .folder import CHANGELOG_FILE, PUBLISHED_PATTERNS, TEXTS_DIR
+
+# What a query needs of a published dataset (not the changelog, nor the texts' provenance).
+QUERY_PATTERNS = [p for p in PUBLISHED_PATTERNS if p not in (CHANGELOG_FILE, f"{TEXTS_DIR}/*.json")]
 
 
 def download_dataset(repo_id: str, revision: str | None = None) -> Path:
@@ -24,7 +27,7 @@ def download_dataset(repo_id: str, revision: str | None = None) -> Path:
 
     try:
         folder = snapshot_download(
-            repo_id=repo_id, repo_type="dataset", revision=revision, allow_patterns=DATASET_PATTERNS
+            repo_id=repo_id, repo_type="dataset", revision=revision, allow_patterns=QUERY_PATTERNS
         )
     except RevisionNotFoundError:
         raise LlklError(f"hf://datasets/{repo_id}: revision {revision!r} not found") from None

@@ -39,9 +39,8 @@ def read_scores(root: Path):
     return df.select(columns)
 
 
-def write_scores(root: Path, rows: Sequence[dict], merge_existing: bool = False) -> Path:
-    """Write the model_scores table atomically. With ``merge_existing`` the rows replace those of
-    the same (model_id, score) and the others are kept."""
+def write_scores(root: Path, rows: Sequence[dict]) -> Path:
+    """Write the model_scores table of the folder ``root`` atomically."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -49,10 +48,6 @@ def write_scores(root: Path, rows: Sequence[dict], merge_existing: bool = False)
 
     path = scores_path(root)
     rows = [dict(r) for r in rows]
-    if merge_existing and path.is_file():
-        new_keys = {(r["model_id"], r["score"]) for r in rows}
-        old = [r for r in read_scores(root).to_dicts() if (r["model_id"], r["score"]) not in new_keys]
-        rows = old + rows
     rows.sort(key=lambda r: (r["model_id"], r["score"]))
     schema = arrow_schema(TABLE)
     table = pa.table({name: [r.get(name) for r in rows] for name in schema.names}, schema=schema)

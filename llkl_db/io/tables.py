@@ -9,8 +9,8 @@ from llkl_db.errors import LlklError
 from llkl_db.schema import PARQUET_VERSION_KEY, SCHEMA_VERSION, field_names, spec
 
 from .atomic import atomic_path
+from .folder import TABLES_DIR
 
-TABLES_DIR = "tables"
 WEIGHT_DISTANCES = "weight_distances"
 WEIGHT_KEY = ("model_id", "revision_a", "revision_b")
 TABLE_KEYS = {WEIGHT_DISTANCES: WEIGHT_KEY, "model_scores": ("model_id", "score")}
@@ -77,25 +77,28 @@ def upsert_weight_distances(root: Path, rows) -> Path:
     return path
 
 
-def merge_tables(sources: list[Path], out: Path) -> list[str]:
-    """Carry the tables of ``sources`` (``tables/*.parquet``) into the dataset folder ``out``: a
-    table held by one source is copied; rows of several are joined, a later source's row
-    replacing an earlier one with the same key. Returns the table file names written."""
+def merge_tables(sources, out) -> list[str]:
+    """Carry the optional tables of the folders ``sources`` into the folder ``out`` (all
+    :class:`~llkl_db.io.folder.DatasetFolder`): a table held by one source is copied; rows of
+    several are joined, a later source's row replacing an earlier one with the same key.
+    Returns the table file names written."""
     import shutil
 
     import polars as pl
 
-    names = sorted({p.name for folder in sources for p in (Path(folder) / TABLES_DIR).glob("*.parquet")})
+    from .atomic import atomic_path
+
+    names = sorted({p.name for folder in sources for p in folder.table_files()})
     for name in names:
-        files = [Path(f) / TABLES_DIR / name for f in sources if (Path(f) / TABLES_DIR / name).is_file()]
-        target = Path(out) / TABLES_DIR / name
-        target.parent.mkdir(parents=True, exist_ok=True)
+        files = [p for folder in sources for p in folder.table_files() if p.name == name]
         stem = Path(name).stem
-        if len(files) == 1 or stem not in spec()["tables"]:
-            shutil.copyfile(files[-1], target)
+        target = out.table_path(stem) if stem in TABLE_KEYS else out.root / TABLES_DIR / name
+        if len(files) == 1 or stem not in TABLE_KEYS:
+            with atomic_path(target) as tmp:
+                shutil.copyfile(files[-1], tmp)
             continue
         frame = pl.concat([read_table(f, stem) for f in files], how="diagonal_relaxed")
-        key = TABLE_KEYS.get(stem)
-        frame = frame.unique(subset=list(key) if key else None, keep="last", maintain_order=True)
+        key = TABLE_KEYS[stem]
+        frame = frame.unique(subset=list(key), keep="last", maintain_order=True)
         write_table(target, stem, frame)
     return names

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from llkl_db.errors import LlklError
 from llkl_db.schema import arrow_schema, field_names
 
 from .atomic import atomic_path
+
+
+@dataclass(frozen=True)
+class TextSetKey:
+    """The identity of a text set: its name and the sha256 of its texts."""
+
+    name: str
+    sha256: str
+
+    def short(self) -> str:
+        """'NAME (sha256 0123456789ab)', for messages."""
+        return f"{self.name} (sha256 {self.sha256[:12]})"
 
 
 def text_set_sha256(texts: Iterable[str]) -> str:

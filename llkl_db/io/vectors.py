@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from llkl_db.errors import LlklError
 from llkl_db.schema import PARQUET_VERSION_KEY, SCHEMA_VERSION, arrow_schema, field_names
 
 from .atomic import atomic_path
+from .texts import TextSetKey
 
 VECTOR_DIR = "vectors"
 METADATA_COLUMNS = [c for c in field_names("vectors") if c not in ("loglik", "n_tokens")]
@@ -87,14 +87,6 @@ def check_file_schema(path: Path, n_texts: int) -> list[str]:
 
 def _short(exc: Exception) -> str:
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-
-
-@dataclass(frozen=True)
-class TextSetKey:
-    """The identity of a text set."""
-
-    name: str
-    sha256: str
 
 
 def scan_entries(files: list[Path], n_texts: int, text_set: TextSetKey, root: Path | None = None):

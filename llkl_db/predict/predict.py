@@ -62,8 +62,8 @@ def available_scores(ds) -> list[str]:
     return sorted(read_scores(ds.root)["score"].unique().to_list())
 
 
-def predict_score(ds, score: str, n_folds: int = 10, where: str | None = None, min_models: int = 10) -> PredictResult:
-    """Predict ``score`` (a name in tables/model_scores.parquet) for the models of ``ds``."""
+def predict_score(ds, score: str, n_folds: int = 10, min_models: int = 10) -> PredictResult:
+    """Predict ``score`` (a name in the model_scores table) for the models of the view ``ds``."""
     from llkl_db.io.scores import read_scores
     from llkl_db.math import double_center
 
@@ -74,7 +74,7 @@ def predict_score(ds, score: str, n_folds: int = 10, where: str | None = None, m
     if values.height == 0:
         names = ", ".join(available_scores(ds)) or "none"
         raise LlklError(f"score {score!r}: not in the dataset's model_scores table (scores: {names})")
-    view_entries = ds.filter(where).entries
+    view_entries = ds.entries
     types = dict(zip(view_entries["entry_id"].to_list(), view_entries["model_type"].to_list(), strict=True))
     present = set(view_entries["model_id"].to_list())
     vectors, ids, ys, groups = [], [], [], []

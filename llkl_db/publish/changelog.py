@@ -10,10 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from llkl_db.io.metadata import read_metadata
-from llkl_db.io.vectors import METADATA_COLUMNS, TextSetKey, read_loglik, scan_entries, vector_files
-
-CHANGELOG_FILE = "CHANGELOG.md"
+from llkl_db.io.folder import DatasetFolder
+from llkl_db.io.vectors import METADATA_COLUMNS
 
 
 @dataclass
@@ -62,9 +60,9 @@ class Changelog:
 
 def _fingerprints(root: Path) -> dict[str, dict[str, str]]:
     """Entry id -> {column: value fingerprint} for metadata columns and the vector."""
-    meta = read_metadata(root)
-    entries = scan_entries(vector_files(root), meta.n_texts, TextSetKey(meta.text_set, meta.text_set_sha256), root)
-    matrix = read_loglik(entries, meta.n_texts)
+    folder = DatasetFolder(root)
+    entries = folder.entries()
+    matrix = folder.read_loglik(entries)
     out = {}
     compared = [c for c in METADATA_COLUMNS if c not in ("entry_id", "created_at")]
     for i, row in enumerate(entries.select(["entry_id", *compared]).iter_rows(named=True)):
@@ -76,12 +74,12 @@ def _fingerprints(root: Path) -> dict[str, dict[str, str]]:
 
 def changelog(new_root: Path, previous_root: Path | None, version: str | None = None) -> Changelog:
     """Compare the dataset at ``new_root`` with the one at ``previous_root`` (None: first version)."""
-    version = version or read_metadata(new_root).dataset_version
+    version = version or DatasetFolder(new_root).metadata.dataset_version
     new = _fingerprints(new_root)
     if previous_root is None:
         return Changelog(version, None, added=sorted(new))
     old = _fingerprints(previous_root)
-    log = Changelog(version, read_metadata(previous_root).dataset_version)
+    log = Changelog(version, DatasetFolder(previous_root).metadata.dataset_version)
     log.added = sorted(set(new) - set(old))
     log.removed = sorted(set(old) - set(new))
     for eid in sorted(set(new) & set(old)):
@@ -91,17 +89,12 @@ def changelog(new_root: Path, previous_root: Path | None, version: str | None = 
     return log
 
 
-def write_changelog(root: Path, log: Changelog, previous_text: str | None = None) -> str:
-    """Put this version's section on top of CHANGELOG.md at ``root`` (replacing an older section
-    of the same version) and return the section."""
-    from llkl_db.io.atomic import write_text_atomic
-
-    path = root / CHANGELOG_FILE
-    earlier = previous_text if previous_text is not None else (path.read_text("utf-8") if path.is_file() else "")
+def changelog_text(log: Changelog, earlier: str) -> tuple[str, str]:
+    """CHANGELOG.md with this version's section on top of ``earlier`` (replacing an older section
+    of the same version), and the section alone."""
     body = earlier.split("\n", 2)[2] if earlier.startswith("# Changelog\n") else earlier
     sections = [s for s in ("\n" + body).split("\n## ") if s.strip()]
     kept = [s for s in sections if not s.startswith(f"v{log.version} ")]
     section = log.markdown()
     text = "# Changelog\n\n" + section.rstrip() + "\n" + "".join(f"\n## {s.rstrip()}\n" for s in kept)
-    write_text_atomic(path, text)
-    return section
+    return text, section

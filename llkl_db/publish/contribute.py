@@ -81,8 +81,8 @@ def contribute(
     open a pull request (``create_commit(create_pr=True)``) adding its vector files."""
     from huggingface_hub import CommitOperationAdd
 
+    from llkl_db.io.folder import DatasetFolder
     from llkl_db.io.source import parse_hub_source
-    from llkl_db.io.vectors import vector_files
     from llkl_db.validation import ValidationFailed, validate
 
     shard = Path(shard)
@@ -90,7 +90,7 @@ def contribute(
     report = validate(shard, against=f"hf://datasets/{repo_id}" if check_target else None)
     if not report.ok:
         raise ValidationFailed(report, "contribute")
-    files = vector_files(shard)
+    files = DatasetFolder(shard).vector_files()
     operations = [
         CommitOperationAdd(path_in_repo=f.relative_to(shard).as_posix(), path_or_fileobj=str(f)) for f in files
     ]

@@ -10,20 +10,6 @@ from llkl_db.errors import LlklError
 
 T = TypeVar("T")
 REPO_TYPE = "dataset"
-# What a published dataset consists of (build bookkeeping such as done/ stays local).
-UPLOAD_PATTERNS = [
-    "llkl-db.json",
-    "README.md",
-    "CHANGELOG.md",
-    "texts/*.parquet",
-    "texts/*.json",
-    "vectors/**/*.parquet",
-    "tables/*.parquet",
-]
-# Remote files under these folders that the local folder no longer has are deleted on publish.
-MIRROR_PATTERNS = ["vectors/**", "tables/**", "texts/**"]
-
-
 def get_api(api: Any = None, token: str | None = None) -> Any:
     """``api`` when given (tests pass a fake), else a ``huggingface_hub.HfApi``."""
     if api is not None:

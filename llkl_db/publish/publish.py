@@ -1,6 +1,8 @@
 """Publish a dataset folder as a version: validate, write the card and the changelog, upload
 (to a Hub dataset repository, or into a local folder), tag vX.Y.Z.
 
+The source folder is never modified: the release (its files, the version in ``llkl-db.json``,
+the card and the changelog) is assembled in a staging folder, which is uploaded or swapped in.
 ``llkl_db.open("hf://datasets/ORG/NAME@v1.2.0")`` (or ``revision="v1.2.0"``) then pins it.
 """
 
@@ -14,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from llkl_db.errors import LlklError
-from llkl_db.schema import METADATA_FILE
+from llkl_db.io.folder import MIRRORED_PATTERNS, PUBLISHED_PATTERNS, DatasetFolder, replacing
 
-from .changelog import CHANGELOG_FILE, Changelog, changelog, write_changelog
-from .hubapi import MIRROR_PATTERNS, REPO_TYPE, UPLOAD_PATTERNS, get_api, hub_call
+from .changelog import Changelog, changelog, changelog_text
+from .hubapi import REPO_TYPE, get_api, hub_call
 from .versions import latest_version, parse_tag, parse_version
 
 
@@ -41,35 +43,47 @@ class PublishResult:
         }
 
 
-def _prepare(folder: Path, tag: str | None) -> tuple[str, Any]:
-    """Validate and settle the version; returns (version, metadata)."""
-    from llkl_db.io.metadata import read_metadata, write_metadata
+def _prepare(folder: DatasetFolder, tag: str | None) -> tuple[str, Any]:
+    """Validate and settle the version; returns (version, metadata of the release)."""
     from llkl_db.validation import ValidationFailed, validate
 
-    if not (folder / METADATA_FILE).is_file():
-        raise LlklError(f"{folder}: not a dataset folder (no {METADATA_FILE}); make one with llkl-db merge")
-    report = validate(folder)
+    if not folder.is_dataset():
+        raise LlklError(f"{folder.root}: not a dataset folder (no {folder.metadata_path.name}); make one with llkl-db merge")
+    report = validate(folder.root)
     if not report.ok:
         raise ValidationFailed(report, "publish")
-    metadata = read_metadata(folder)
+    metadata = folder.metadata
     version = parse_tag(tag) if tag else metadata.dataset_version
-    if version != metadata.dataset_version:
-        metadata = replace(metadata, dataset_version=version)
-        write_metadata(folder, metadata)
-    return version, metadata
+    return version, replace(metadata, dataset_version=version)
 
 
-def _finish(folder: Path, metadata, log: Changelog, repo_id: str, previous_changelog: str | None) -> str:
+def _assemble(
+    source: DatasetFolder, release: DatasetFolder, metadata, log: Changelog, repo_id: str, earlier: str
+) -> str:
+    """Fill ``release`` with the published files of ``source`` and this version's metadata, card
+    and changelog; returns the changelog section of the version."""
     from llkl_db.card import render_card
-    from llkl_db.io.atomic import write_text_atomic
-    from llkl_db.io.vectors import TextSetKey, scan_entries, vector_files
 
-    section = write_changelog(folder, log, previous_changelog)
-    entries = scan_entries(
-        vector_files(folder), metadata.n_texts, TextSetKey(metadata.text_set, metadata.text_set_sha256), folder
-    )
-    write_text_atomic(folder / "README.md", render_card(folder, metadata, entries, repo_id=repo_id))
+    written_here = {source.metadata_path, source.card_path, source.changelog_path}
+    for pattern in PUBLISHED_PATTERNS:
+        for f in source.root.glob(pattern):
+            if f.is_file() and not f.is_symlink() and f not in written_here:
+                dest = release.root / f.relative_to(source.root)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                _link_or_copy(f, dest)
+    release.write_metadata(metadata)
+    text, section = changelog_text(log, earlier)
+    release.write_changelog(text)
+    release.write_card(render_card(release, metadata, release.entries(), repo_id=repo_id))
     return section
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    # A hard link costs nothing and leaves the source untouched (files are replaced, never edited).
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
 
 
 def _check_newer(version: str, previous: str | None, where: str) -> None:
@@ -86,6 +100,7 @@ def publish(
     previous: str | os.PathLike | None = None,
     api: Any = None,
     token: str | None = None,
+    overwrite: bool = False,
 ) -> PublishResult:
     """Publish the dataset folder ``folder`` to the Hub dataset ``repo_id`` or into the local
     folder ``to``. Refuses a folder that fails validation and a tag that is not vX.Y.Z.
@@ -93,66 +108,47 @@ def publish(
     The changelog compares with ``previous`` (a folder or dataset source) when given, else with
     the latest vX.Y.Z tag of the repository (or the dataset already in ``to``). The card
     (README.md), CHANGELOG.md and, with ``tag``, the version in llkl-db.json are written into
-    ``folder`` itself before it is uploaded.
+    the release, never into ``folder``. A non-empty ``to`` that is not a llkl-db dataset is
+    refused unless ``overwrite``.
     """
-    folder = Path(folder)
+    folder = DatasetFolder(folder)
     if (repo_id is None) == (to is None):
         raise LlklError("publish: give either a Hub repository (--repo ORG/NAME) or a local folder (--to DIR)")
     if tag is not None:
         parse_tag(tag)  # refuse a bad tag before any work
     version, metadata = _prepare(folder, tag)
     if to is not None:
-        return _publish_local(folder, Path(to), version, tag, metadata, previous)
+        return _publish_local(folder, Path(to), version, tag, metadata, previous, overwrite)
     return _publish_hub(folder, repo_id, version, tag, metadata, previous, get_api(api, token))
 
 
-def _previous_changelog(root: Path | None) -> str | None:
-    path = root / CHANGELOG_FILE if root is not None else None
-    return path.read_text("utf-8") if path is not None and path.is_file() else None
+def _previous_changelog(root: Path | None) -> str:
+    path = DatasetFolder(root).changelog_path if root is not None else None
+    return path.read_text("utf-8") if path is not None and path.is_file() else ""
 
 
-def _publish_local(folder: Path, target: Path, version: str, tag, metadata, previous) -> PublishResult:
-    from llkl_db.io.metadata import read_metadata
+def _publish_local(
+    folder: DatasetFolder, target: Path, version: str, tag, metadata, previous, overwrite: bool = False
+) -> PublishResult:
     from llkl_db.io.source import resolve_source
 
-    if target.resolve() == folder.resolve():
+    if target.resolve() == folder.root.resolve():
         raise LlklError(f"{target}: the destination is the folder being published")
+    if target.exists() and not target.is_dir():
+        raise LlklError(f"{target}: exists and is not a folder")
     prev_root = resolve_source(previous) if previous is not None else None
-    if prev_root is None and (target / METADATA_FILE).is_file():
+    if prev_root is None and DatasetFolder(target).is_dataset():
         prev_root = target
     if prev_root is not None:
-        _check_newer(version, read_metadata(prev_root).dataset_version, str(target))
-    log = changelog(folder, prev_root, version)
-    _finish(folder, metadata, log, str(target), _previous_changelog(prev_root))
-    _copy_dataset(folder, target)
+        _check_newer(version, DatasetFolder(prev_root).metadata.dataset_version, str(target))
+    log = changelog(folder.root, prev_root, version)
+    earlier = _previous_changelog(prev_root) or _previous_changelog(folder.root)
+    with replacing(target, overwrite=overwrite) as release:
+        _assemble(folder, release, metadata, log, str(target), earlier)
     return PublishResult(str(target), version, tag, log)
 
 
-def _copy_dataset(folder: Path, target: Path) -> None:
-    """Copy the dataset files into ``target``, swapped in whole (a reader never sees half)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.publish-", dir=target.parent))
-    try:
-        for pattern in UPLOAD_PATTERNS:
-            for f in folder.glob(pattern):
-                if f.is_file():
-                    dest = staging / f.relative_to(folder)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(f, dest)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            old.rmdir()
-            os.replace(target, old)
-            os.replace(staging, target)
-            shutil.rmtree(old)
-        else:
-            os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-
-
-def _publish_hub(folder: Path, repo_id: str, version: str, tag, metadata, previous, api) -> PublishResult:
+def _publish_hub(folder: DatasetFolder, repo_id: str, version: str, tag, metadata, previous, api) -> PublishResult:
     from huggingface_hub.errors import RepositoryNotFoundError
 
     from llkl_db.io.hub import download_dataset
@@ -180,20 +176,23 @@ def _publish_hub(folder: Path, repo_id: str, version: str, tag, metadata, previo
         prev_root = download_dataset(repo_id, f"v{latest}")
     else:
         prev_root = None
-    log = changelog(folder, prev_root, version)
-    section = _finish(folder, metadata, log, repo_id, _previous_changelog(prev_root))
-    commit = hub_call(
-        f"upload to {repo_id}",
-        lambda: api.upload_folder(
-            repo_id=repo_id,
-            folder_path=str(folder),
-            repo_type=REPO_TYPE,
-            commit_message=f"llkl-db dataset v{version}: {log.summary()}",
-            commit_description=section,
-            allow_patterns=UPLOAD_PATTERNS,
-            delete_patterns=MIRROR_PATTERNS,
-        ),
-    )
+    log = changelog(folder.root, prev_root, version)
+    earlier = _previous_changelog(prev_root) or _previous_changelog(folder.root)
+    with tempfile.TemporaryDirectory(prefix="llkl-db-release-") as tmp:
+        release = DatasetFolder(tmp)
+        section = _assemble(folder, release, metadata, log, repo_id, earlier)
+        commit = hub_call(
+            f"upload to {repo_id}",
+            lambda: api.upload_folder(
+                repo_id=repo_id,
+                folder_path=str(release.root),
+                repo_type=REPO_TYPE,
+                commit_message=f"llkl-db dataset v{version}: {log.summary()}",
+                commit_description=section,
+                allow_patterns=PUBLISHED_PATTERNS,
+                delete_patterns=MIRRORED_PATTERNS,
+            ),
+        )
     oid = getattr(commit, "oid", None)
     if tag is not None:
         hub_call(

@@ -33,6 +33,9 @@ class ValidationReport:
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     entry_rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    texts: Any = field(default=None, repr=False)  # the folder's TextSet, for checks that re-score
+    vectors: dict[str, Any] = field(default_factory=dict, repr=False)  # entry id -> vector, when kept
+    recomputed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from llkl_db.errors import LlklError
-from llkl_db.schema import METADATA_FILE, spec
+from llkl_db.io.folder import DatasetFolder
+from llkl_db.schema import spec
+from llkl_db.textsets import TextSet
 
 from .report import ValidationReport
 
@@ -46,80 +48,60 @@ def validate(
     path: str | os.PathLike,
     against: str | os.PathLike | None = None,
     revision: str | None = None,
-    recompute: int = 0,
-    seed: int = 0,
-    device: str = "auto",
     bounds: Bounds = BOUNDS,
+    keep_vectors: bool = False,
 ) -> ValidationReport:
     """Validate the shard or dataset folder ``path``; with ``against`` (a dataset source) also
-    check that its text set matches and its entry ids are new there; with ``recompute`` K > 0
-    re-score K random texts of each entry whose model can be loaded and compare."""
-    root = Path(path)
-    report = ValidationReport(path=root)
-    if not root.is_dir():
-        report.add(root, "no such folder (a shard or dataset is a folder with texts/ and vectors/)")
+    check that its text set matches and its entry ids are new there. ``keep_vectors`` keeps the
+    vectors in the report for checks that re-score them (``llkl_db.builders.recompute``)."""
+    folder = DatasetFolder(path)
+    report = ValidationReport(path=folder.root)
+    if not folder.root.is_dir():
+        report.add(folder.root, "no such folder (a shard or dataset is a folder with texts/ and vectors/)")
         return report
-    texts = _check_texts(root, report)
+    texts = _check_texts(folder, report)
     if texts is None:
         return report
-    _check_metadata(root, report, texts)
-    matrices = _check_vectors(root, report, texts, bounds)
-    _check_scores(root, report)
+    _check_metadata(folder, report, texts)
+    matrices = _check_vectors(folder, report, texts, bounds)
+    _check_scores(folder, report)
     if against is not None:
         _check_against(report, against, revision)
-    if recompute > 0 and report.entry_rows:
-        from .recompute import recompute_check
-
-        recompute_check(report, texts, matrices, recompute, seed=seed, device=device)
+    report.texts = texts
+    if keep_vectors:
+        report.vectors = matrices
     return report
 
 
-@dataclass(frozen=True)
-class _Texts:
-    path: Path
-    name: str
-    sha256: str
-    texts: list[str]
-    n_bytes: np.ndarray
-
-
-def _check_texts(root: Path, report: ValidationReport) -> _Texts | None:
-    from llkl_db.io.texts import read_texts, text_set_sha256
-
-    files = sorted((root / "texts").glob("*.parquet"))
-    if len(files) != 1:
-        report.add(root / "texts", f"expected exactly one text set (*.parquet), found {len(files)}")
-        return None
+def _check_texts(folder: DatasetFolder, report: ValidationReport) -> TextSet | None:
     try:
-        df = read_texts(files[0])
+        texts = folder.text_set
     except LlklError as exc:
-        report.add(files[0], str(exc).removeprefix(f"{files[0]}: "))
+        report.add(folder.texts_dir, str(exc).removeprefix(f"{folder.texts_dir}: "))
         return None
-    texts = df["text"].to_list()
-    n_bytes = np.array([len(t.encode("utf-8")) for t in texts], dtype=np.int64)
-    if not np.array_equal(df["n_bytes"].to_numpy(), n_bytes):
-        report.add(files[0], "n_bytes does not match the UTF-8 length of the texts")
-    sha = text_set_sha256(texts)
-    report.text_set, report.text_set_sha256, report.n_texts = files[0].stem, sha, len(texts)
-    return _Texts(files[0], files[0].stem, sha, texts, n_bytes)
+    from llkl_db.io.texts import read_texts
+
+    recorded = read_texts(texts.path)["n_bytes"].to_numpy()
+    if not np.array_equal(recorded, texts.n_bytes):
+        report.add(texts.path, "n_bytes does not match the UTF-8 length of the texts")
+    report.text_set, report.text_set_sha256, report.n_texts = texts.name, texts.sha256, len(texts)
+    return texts
 
 
-def _check_metadata(root: Path, report: ValidationReport, texts: _Texts) -> None:
-    from llkl_db.io.metadata import read_metadata
-
-    path = root / METADATA_FILE
+def _check_metadata(folder: DatasetFolder, report: ValidationReport, texts: TextSet) -> None:
+    path = folder.metadata_path
     if not path.is_file():
-        report.notes.append(f"no {METADATA_FILE}: validated as a shard (build output)")
+        report.notes.append(f"no {path.name}: validated as a shard (build output)")
         return
     try:
-        meta = read_metadata(root)
+        meta = folder.metadata
     except LlklError as exc:
         report.add(path, str(exc).removeprefix(f"{path}: "))
         return
     if meta.text_set != texts.name or meta.text_set_sha256 != texts.sha256:
         report.add(
             path,
-            f"text set {meta.text_set} (sha256 {meta.text_set_sha256[:12]}) differs from texts/{texts.path.name} (sha256 {texts.sha256[:12]})",
+            f"text set {meta.text_set} (sha256 {meta.text_set_sha256[:12]}) differs from {texts.path.name} (sha256 {texts.sha256[:12]})",
         )
     if meta.n_texts != len(texts.texts):
         report.add(path, f"n_texts {meta.n_texts}, the text set has {len(texts.texts)}")
@@ -128,15 +110,17 @@ def _check_metadata(root: Path, report: ValidationReport, texts: _Texts) -> None
         report.add(path, f"mean_text_bytes {meta.mean_text_bytes}, the texts give {mean_bytes:.6g}")
 
 
-def _check_vectors(root: Path, report: ValidationReport, texts: _Texts, bounds: Bounds) -> dict[str, np.ndarray]:
-    """Per-entry checks; returns the vectors by entry id (for --recompute)."""
+def _check_vectors(
+    folder: DatasetFolder, report: ValidationReport, texts: TextSet, bounds: Bounds
+) -> dict[str, np.ndarray]:
+    """Per-entry checks; returns the vectors by entry id (for a recompute check)."""
     import polars as pl
 
-    from llkl_db.io.vectors import check_file_schema, vector_files
+    from llkl_db.io.vectors import check_file_schema
 
-    files = vector_files(root)
+    files = folder.vector_files()
     if not files:
-        report.add(root / "vectors", "no vector files (*.parquet)")
+        report.add(folder.vectors_dir, "no vector files (*.parquet)")
         return {}
     n = len(texts.texts)
     seen: dict[str, Path] = {}
@@ -183,7 +167,7 @@ def _check_vectors(root: Path, report: ValidationReport, texts: _Texts, bounds: 
     return vectors
 
 
-def _check_entry(report, path, row, loglik, n_tokens, texts: _Texts, bounds: Bounds) -> None:
+def _check_entry(report, path, row, loglik, n_tokens, texts: TextSet, bounds: Bounds) -> None:
     from llkl_db.io.vectors import entry_id
 
     eid = row["entry_id"]
@@ -251,14 +235,14 @@ def _check_entry(report, path, row, loglik, n_tokens, texts: _Texts, bounds: Bou
             )
 
 
-def _check_scores(root: Path, report: ValidationReport) -> None:
-    from llkl_db.io.scores import read_scores, scores_path
+def _check_scores(folder: DatasetFolder, report: ValidationReport) -> None:
+    from llkl_db.io.scores import read_scores
 
-    path = scores_path(root)
+    path = folder.table_path("model_scores")
     if not path.is_file():
         return
     try:
-        df = read_scores(root)
+        df = read_scores(folder.root)
     except LlklError as exc:
         report.add(path, str(exc).removeprefix(f"{path}: "))
         return
@@ -276,13 +260,11 @@ def _check_scores(root: Path, report: ValidationReport) -> None:
 
 
 def _check_against(report: ValidationReport, against, revision: str | None) -> None:
-    from llkl_db.io.metadata import read_metadata
     from llkl_db.io.source import resolve_source
-    from llkl_db.io.vectors import TextSetKey, scan_entries, vector_files
 
     try:
-        target = resolve_source(against, revision)
-        meta = read_metadata(target)
+        target = DatasetFolder(resolve_source(against, revision))
+        meta = target.metadata
     except LlklError as exc:
         report.add(str(against), f"cannot read the target dataset ({exc})")
         return
@@ -293,16 +275,15 @@ def _check_against(report: ValidationReport, against, revision: str | None) -> N
             f"this folder on {report.text_set} (sha256 {str(report.text_set_sha256)[:12]})",
         )
         return
-    files = vector_files(target)
-    if not files:
+    if not target.vector_files():
         return
     try:
-        entries = scan_entries(files, meta.n_texts, TextSetKey(meta.text_set, meta.text_set_sha256), target)
+        entries = target.entries()
     except LlklError as exc:
         report.add(str(against), f"cannot read the target dataset ({exc})")
         return
     existing = set(entries["entry_id"].to_list())
-    same_root = Path(target).resolve() == Path(report.path).resolve()
+    same_root = target.root.resolve() == Path(report.path).resolve()
     for row in report.entry_rows:
         if row["entry_id"] in existing and not same_root:
             report.add(row["_file"], f"entry id already in the target dataset {against}", row["entry_id"])

@@ -80,7 +80,7 @@ def import_modelmap(path: Path, out: Path, name: str = "pile-10k") -> dict[str, 
     """Write the published text set at ``path`` as the text set ``name`` at ``out``."""
     chunks = read_modelmap(Path(path))
     recipe = {
-        "builder": "llkl_db.builders.texts.modelmap",
+        "builder": "llkl_db.textsets.modelmap",
         "imported": Path(path).name,
         "file_sha256": file_sha256(path),
     }

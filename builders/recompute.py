@@ -1,8 +1,7 @@
-"""``validate --recompute K``: re-score K random texts with the entry's model and compare.
+"""``validate --recompute K``: re-score K random texts with each entry's model and compare.
 
-Needs the builders (``llkl-db[build]``: torch, transformers); imported only here, lazily. An
-entry whose model cannot be loaded is noted and skipped, not failed: the check is a spot check
-of what can be reproduced on this machine.
+An entry whose model cannot be loaded here is not recomputed; a check that did not run is not a
+pass, so the report fails unless skips are allowed (``allow_skip``).
 """
 
 from __future__ import annotations
@@ -12,8 +11,8 @@ from collections import defaultdict
 import numpy as np
 
 from llkl_db.errors import LlklError
-
-from .report import ValidationReport
+from llkl_db.textsets import TextSet
+from llkl_db.validation import ValidationReport, validate
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -25,18 +24,35 @@ def tolerance(reference: np.ndarray, exact: bool) -> np.ndarray:
     return 0.05 + 1e-3 * scale if exact else 0.5 + 2e-2 * scale
 
 
+def validate_and_recompute(
+    path, k: int, *, allow_skip: bool = False, seed: int = 0, device: str = "auto", **validate_args
+) -> ValidationReport:
+    """:func:`llkl_db.validation.validate`, then re-score ``k`` random texts of every entry."""
+    report = validate(path, **validate_args, keep_vectors=True)
+    if k > 0 and report.entry_rows and report.texts is not None:
+        recompute_check(report, report.texts, report.vectors, k, seed=seed, device=device)
+        not_run = [eid for eid in report.entries if eid not in report.recomputed]
+        if not_run and not allow_skip:
+            report.add(
+                report.path,
+                f"{len(not_run)} of {len(report.entries)} entries could not be recomputed here "
+                f"(first: {not_run[0]}); a check that did not run is not a pass (allow skips to accept)",
+            )
+    report.vectors = {}
+    return report
+
+
 def recompute_check(
-    report: ValidationReport, texts, vectors: dict[str, np.ndarray], k: int, seed: int = 0, device: str = "auto"
+    report: ValidationReport,
+    texts: TextSet,
+    vectors: dict[str, np.ndarray],
+    k: int,
+    seed: int = 0,
+    device: str = "auto",
 ) -> None:
     """Re-score ``k`` random texts (the same for every entry) and compare with ``vectors``."""
-    try:
-        from llkl_db.builders.models import load_model
-        from llkl_db.builders.scoring import score_texts
-    except ImportError as exc:
-        report.notes.append(
-            f"--recompute skipped: the builders are not installed ({exc.name}); pip install 'llkl-db[build]'"
-        )
-        return
+    from llkl_db.builders.models import load_model
+    from llkl_db.builders.scoring import score_texts
     n = len(texts.texts)
     picked = np.sort(np.random.default_rng(seed).choice(n, size=min(k, n), replace=False))
     subset = [texts.texts[i] for i in picked]
@@ -90,5 +106,7 @@ def recompute_check(
                     f"(text {int(picked[j])}: stored {stored[j]:.4f}, recomputed {float(fresh[j]):.4f} nats)",
                     eid,
                 )
+                report.recomputed.append(eid)
             else:
                 report.notes.append(f"{eid}: recomputed {len(picked)} texts, max |diff| {diff.max():.3g} nats")
+            report.recomputed.append(eid)
