@@ -15,13 +15,14 @@ import numpy as np
 import polars as pl
 
 from llkl_db import math as llmath
-from llkl_db.errors import BadValueError, LlklError
+from llkl_db.errors import BadValueError
 from llkl_db.io.folder import DatasetFolder, open_folder
 from llkl_db.io.metadata import DatasetMetadata
 from llkl_db.io.source import resolve_source
 from llkl_db.io.vectors import FILE_COLUMN
 from llkl_db.resolve import Resolved, resolve
 from llkl_db.scale import level_of, scale_line
+from llkl_db.where import where_expr
 
 
 def open(source: str | os.PathLike | None = None, revision: str | None = None) -> Dataset:  # noqa: A001
@@ -142,12 +143,13 @@ class Dataset:
         or a Polars expression."""
         if where is None or (isinstance(where, str) and not where.strip()):
             return self
-        expr = _where_expr(where)
-        frame = self._store.entries[self._rows].with_columns(pl.Series("_row", self._rows))
+        entries = self._store.entries
+        expr = where_expr(where, entries.schema)
+        frame = entries[self._rows].with_columns(pl.Series("_row", self._rows))
         try:
             kept = frame.filter(expr)["_row"].to_numpy()
         except pl.exceptions.PolarsError as exc:
-            raise LlklError(f"--where {where!r}: {str(exc).splitlines()[0]}") from None
+            raise BadValueError("where", where, str(exc).splitlines()[0][:200]) from None
         return Dataset(self._store, kept)
 
     def resolve(self, name: str) -> Resolved:
@@ -261,12 +263,3 @@ class Dataset:
             "vector_files": len(files),
             "size_bytes": sum(f.stat().st_size for f in files),
         }
-
-
-def _where_expr(where: str | pl.Expr) -> pl.Expr:
-    if isinstance(where, pl.Expr):
-        return where
-    try:
-        return pl.sql_expr(where)
-    except pl.exceptions.PolarsError as exc:
-        raise LlklError(f"--where {where!r}: {str(exc).splitlines()[0]}") from None

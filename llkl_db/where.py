@@ -49,7 +49,7 @@ MAX_DEPTH = 100
 
 _SHOWN = 80  # at most this much of the user's text is echoed in a message
 _HELP = (
-    "--where admits columns, literals, comparisons, AND/OR/NOT, IN (...), LIKE, IS NULL, BETWEEN"
+    "a filter admits columns, literals, comparisons, AND/OR/NOT, IN (...), LIKE, IS NULL, BETWEEN"
     " and lower/upper/length/abs/coalesce/starts_with/ends_with/contains"
 )
 _KEYWORDS = frozenset({"AND", "OR", "NOT", "IN", "LIKE", "ILIKE", "IS", "NULL", "BETWEEN", "TRUE", "FALSE"})

@@ -206,7 +206,7 @@ def test_publish_to_a_new_hub_repository(tmp_path):
     assert create["repo_id"] == "org/name" and create["repo_type"] == "dataset" and create["exist_ok"]
     (upload,) = api.called("upload_folder")
     assert upload["repo_id"] == "org/name" and upload["repo_type"] == "dataset"
-    assert Path(upload["folder_path"]) == root
+    assert Path(upload["folder_path"]) != root  # the release is assembled aside: the source is never modified
     assert "vectors/**/*.parquet" in upload["allow_patterns"] and "done/**" not in upload["allow_patterns"]
     assert "vectors/**" in upload["delete_patterns"]
     assert upload["commit_message"].startswith("llkl-db dataset v1.0.0")

@@ -283,7 +283,7 @@ def test_nesting_up_to_the_limit_is_accepted(frame):
 def test_messages_name_the_place_and_close_columns(frame):
     with pytest.raises(BadValueError) as excinfo:
         parse_where("layer = 3 AND SELECT", frame.schema)
-    assert excinfo.value.problem.startswith("unexpected 'SELECT' at character 15; --where admits columns")
+    assert excinfo.value.problem.startswith("unexpected 'SELECT' at character 15; a filter admits columns")
     with pytest.raises(BadValueError) as excinfo:
         parse_where("n_param > 3", frame.schema)
     assert "unknown column 'n_param' at character 1" in excinfo.value.problem

@@ -118,8 +118,8 @@ class DatasetFolder:
         return self.root / spec()["tables"]["texts"]["path"].format(text_set=name)
 
     def vector_path(self, kind: str, file: str) -> Path:
-        if kind not in KINDS:
-            raise ValueError(f"unknown kind of entry {kind!r}")
+        if not kind or "/" in kind or kind.startswith("."):
+            raise ValueError(f"not a folder name for a kind of entry: {kind!r}")
         return self.root / spec()["tables"]["vectors"]["path"].format(kind=kind, file=file)
 
     def entry_path(self, entry_id: str, kind: str) -> Path:
@@ -167,7 +167,7 @@ class DatasetFolder:
         """The folder's one text set file."""
         files = sorted(self.texts_dir.glob("*.parquet")) if self.texts_dir.is_dir() else []
         if len(files) != 1:
-            raise LlklError(f"{self.texts_dir}: expected one text set (*.parquet), found {len(files)}")
+            raise LlklError(f"{self.texts_dir}: expected exactly one text set (*.parquet), found {len(files)}")
         return files[0]
 
     @cached_property

@@ -58,10 +58,17 @@ def _prepare(folder: DatasetFolder, tag: str | None) -> tuple[str, Any]:
 
 
 def _assemble(
-    source: DatasetFolder, release: DatasetFolder, metadata, log: Changelog, repo_id: str, earlier: str
+    source: DatasetFolder,
+    release: DatasetFolder,
+    metadata,
+    log: Changelog,
+    repo_id: str,
+    earlier: str,
+    link: bool = False,
 ) -> str:
     """Fill ``release`` with the published files of ``source`` and this version's metadata, card
-    and changelog; returns the changelog section of the version."""
+    and changelog; returns the changelog section of the version. ``link`` hard-links the files
+    instead of copying them (for a release that is uploaded and then dropped)."""
     from llkl_db.card import render_card
 
     written_here = {source.metadata_path, source.card_path, source.changelog_path}
@@ -70,7 +77,7 @@ def _assemble(
             if f.is_file() and not f.is_symlink() and f not in written_here:
                 dest = release.root / f.relative_to(source.root)
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                _link_or_copy(f, dest)
+                _link_or_copy(f, dest) if link else shutil.copyfile(f, dest)
     release.write_metadata(metadata)
     text, section = changelog_text(log, earlier)
     release.write_changelog(text)
@@ -79,7 +86,6 @@ def _assemble(
 
 
 def _link_or_copy(source: Path, dest: Path) -> None:
-    # A hard link costs nothing and leaves the source untouched (files are replaced, never edited).
     try:
         os.link(source, dest)
     except OSError:
@@ -180,7 +186,7 @@ def _publish_hub(folder: DatasetFolder, repo_id: str, version: str, tag, metadat
     earlier = _previous_changelog(prev_root) or _previous_changelog(folder.root)
     with tempfile.TemporaryDirectory(prefix="llkl-db-release-") as tmp:
         release = DatasetFolder(tmp)
-        section = _assemble(folder, release, metadata, log, repo_id, earlier)
+        section = _assemble(folder, release, metadata, log, repo_id, earlier, link=True)
         commit = hub_call(
             f"upload to {repo_id}",
             lambda: api.upload_folder(
