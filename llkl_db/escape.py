@@ -13,9 +13,11 @@ plain terminal line (echo)     :func:`for_plain_terminal`
 Markdown, inline text          :func:`for_markdown`
 Markdown table cell            :func:`for_markdown_table_cell`
 Markdown code span             :func:`for_markdown_code_span` (``table=True`` inside a table)
+inside a fenced code block     :func:`for_markdown_code_block`
 YAML scalar (front matter)     :func:`for_yaml_scalar`
 HTML text / attribute value    :func:`for_html` / :func:`for_html_attribute`
 JSON inside ``<script>``       :func:`for_json_in_html_script`
+matplotlib text (PNG labels)   :func:`for_matplotlib`
 =============================  ===============================================================
 
 Escape at the last moment, once, where the value meets its context; keep the raw value in data
@@ -99,6 +101,12 @@ def for_markdown_code_span(text: Any, table: bool = False) -> str:
     return f"{fence}{body}{fence}"
 
 
+def for_markdown_code_block(text: Any) -> str:
+    """For a value inside a fenced code block (shown verbatim): line breaks and other control
+    characters visible, so no line of the value can close the fence."""
+    return visible_controls(text)
+
+
 # YAML reads a double-quoted scalar with JSON's escapes, but treats some characters JSON leaves
 # raw as line breaks (U+0085, U+2028, U+2029) or refuses them (DEL, C1, BOM, U+FFFE/U+FFFF).
 _YAML_RAW_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
@@ -135,3 +143,9 @@ def for_json_in_html_script(obj: Any) -> str:
     ):
         text = text.replace(raw, escaped)
     return text
+
+
+def for_matplotlib(text: Any) -> str:
+    """For a matplotlib title, label or legend entry: ``$`` escaped so no mathtext is parsed (a
+    label like ``$\\frac$`` would fail at draw time); control characters visible."""
+    return visible_controls(text).replace("$", r"\$")
