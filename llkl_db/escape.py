@@ -63,17 +63,19 @@ def for_terminal(text: Any) -> str:
 
 
 # CommonMark: any ASCII punctuation may be backslash-escaped; these are the ones that start
-# emphasis, links, images, code, headings, lists, HTML, tables, strikethrough or templates.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#+\-!<>|{}~])")
+# emphasis, links, images, code, headings, lists, tables, strikethrough or templates. HTML's
+# ``& < >`` become entities instead, so no renderer or sanitizer sees a tag.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#+\-!|{}~])")
 _LINE_BREAKS = re.compile(r"\r\n|[\r\n\u2028\u2029\x0b\x0c\x85]")
 
 
 def for_markdown(text: Any) -> str:
-    """For inline Markdown text: special characters backslash-escaped, ``&`` as ``&amp;`` (no
-    HTML entity is decoded), line breaks as spaces (no new block, heading or list can start) and
-    other control characters visible."""
+    """For inline Markdown text: special characters backslash-escaped, ``& < >`` as ``&amp; &lt;
+    &gt;`` (no tag, no entity decoded), line breaks as spaces (no new block, heading or list can
+    start) and other control characters visible."""
     one_line = _LINE_BREAKS.sub(" ", str(text))
-    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", one_line.replace("&", "&amp;"))
+    entities = one_line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", entities)
     return visible_controls(escaped)
 
 
