@@ -3,7 +3,8 @@
 - ids (entry_id, model_id, revision, variant, base_model): 1..256 characters from
   ``A-Z a-z 0-9 . _ - / @ : + = ~`` (every Hugging Face Hub repo id, branch, tag and commit fits;
   no space, quote, bracket, backtick, pipe, backslash, ``<``/``>``, ``&``, ``#``, ``*`` or control
-  character), not starting with ``/`` and with no ``.`` or ``..`` path segment (ids name files);
+  character), with no ``.`` or ``..`` path segment. A leading ``/`` is allowed: a local build
+  may record a model's absolute folder as its model id, which ``validate --recompute`` loads;
 - contributor names: 1..128 printable unicode characters (``str.isprintable``: no control, format
   or separator characters such as ESC, newline, bidi overrides or zero-width spaces), no leading
   or trailing space;
@@ -68,8 +69,6 @@ def _check(kind: str, value: str, bad: re.Pattern, chars: str, limit: int) -> st
 
 
 def _check_path(kind: str, value: str) -> str | None:
-    if value.startswith("/"):
-        return f"{kind} starts with '/'"
     if any(part in (".", "..") for part in value.split("/")):
         return f"{kind} has a '.' or '..' path segment"
     return None
