@@ -9,7 +9,7 @@ import typer
 
 from llkl_db.cli import options
 from llkl_db.cli.errors import handle_errors
-from llkl_db.cli.output import note, print_json
+from llkl_db.cli.output import echo, note, print_json
 from llkl_db.errors import LlklError
 
 Repo = Annotated[str, typer.Option("--repo", help="Dataset repository on the Hub, ORG/NAME.")]
@@ -22,14 +22,14 @@ def _print_report(report, json: bool) -> None:
     for line in report.notes:
         note(f"note: {line}")
     for problem in report.problems:
-        typer.echo(f"FAIL {problem}")
-    typer.echo(report.summary())
+        echo(f"FAIL {problem}")
+    echo(report.summary())
 
 
 def _refused(exc, json: bool) -> None:
     """Print every problem of a refused folder, then the one-line error, and exit 1."""
     _print_report(exc.report, json)
-    typer.echo(f"Error: {exc}", err=True)
+    echo(f"Error: {exc}", err=True)
     raise typer.Exit(1)
 
 
@@ -100,10 +100,10 @@ def publish(
     if json:
         print_json(result.to_dict())
         return
-    typer.echo(f"Published v{result.version} to {result.destination}" + (f" (tag {result.tag})" if result.tag else ""))
-    typer.echo(f"  {result.changelog.summary()}")
+    echo(f"Published v{result.version} to {result.destination}" + (f" (tag {result.tag})" if result.tag else ""))
+    echo(f"  {result.changelog.summary()}")
     if result.commit_url:
-        typer.echo(f"  {result.commit_url}")
+        echo(f"  {result.commit_url}")
 
 
 @handle_errors
@@ -130,7 +130,7 @@ def contribute(
         print_json(result.to_dict())
         return
     note(f"{len(result.entries)} entries in {len(result.files)} file(s) proposed to {result.repo_id}")
-    typer.echo(result.pr_url or "(the Hub returned no pull request URL)")
+    echo(result.pr_url or "(the Hub returned no pull request URL)")
 
 
 @handle_errors
@@ -147,12 +147,12 @@ def review(
         print_json([r.to_dict() for r in results])
     else:
         if not results:
-            typer.echo(f"{repo}: no open pull requests")
+            echo(f"{repo}: no open pull requests")
         for r in results:
             state = "merged" if r.merged else ("passes" if r.ok else "FAILS")
-            typer.echo(f"#{r.num} {r.title!r} by {r.author}: {state} ({r.n_entries} entries) {r.url}")
+            echo(f"#{r.num} {r.title!r} by {r.author}: {state} ({r.n_entries} entries) {r.url}")
             for problem in r.problems:
-                typer.echo(f"  FAIL {problem}")
+                echo(f"  FAIL {problem}")
     if any(not r.ok for r in results):
         raise typer.Exit(1)
 

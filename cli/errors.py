@@ -9,6 +9,7 @@ from typing import TypeVar
 import typer
 
 from llkl_db.errors import LlklError
+from llkl_db.escape import for_plain_terminal
 
 F = TypeVar("F", bound=Callable)
 
@@ -21,7 +22,7 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except LlklError as exc:
-            typer.echo(f"Error: {exc}", err=True)
+            typer.echo(f"Error: {for_plain_terminal(exc)}", err=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

@@ -9,7 +9,7 @@ import typer
 
 from llkl_db.cli import options
 from llkl_db.cli.errors import handle_errors
-from llkl_db.cli.output import note, print_json
+from llkl_db.cli.output import echo, note, print_json
 
 app = typer.Typer(help="Import published vectors (the 2025 paper's 1,018 models) into a dataset.", no_args_is_help=True)
 
@@ -40,7 +40,7 @@ def modelmap(
         return
     for line in summary.skipped:
         note(f"skipped {line}")
-    typer.echo(
+    echo(
         f"Imported {summary.n_entries} entries and {summary.n_scores} scores into {summary.out} "
         f"(text set {summary.text_set}, dataset {summary.dataset_version}, bos_policy skip-first)"
     )

@@ -9,13 +9,20 @@ from typing import Any
 
 import typer
 
+from llkl_db.escape import for_plain_terminal, for_terminal
+
 ID_COLUMNS = ("entry_id", "model_id")
 PIPE_WIDTH = 240
 
 
 def note(message: str) -> None:
-    """A remark for the user that is not part of the result (stderr)."""
-    typer.echo(message, err=True)
+    """A remark for the user that is not part of the result (stderr); control characters visible."""
+    typer.echo(for_plain_terminal(message), err=True)
+
+
+def echo(message: str, err: bool = False) -> None:
+    """A plain line of the result (stdout): ids in it may carry control characters, shown visibly."""
+    typer.echo(for_plain_terminal(message), err=err)
 
 
 def print_json(payload: Any) -> None:
@@ -48,23 +55,28 @@ def plus_minus(value: float | None, se: float | None) -> str:
 
 
 def print_table(rows: list[dict], columns: list[str], title: str | None = None, caption: str | None = None) -> None:
-    """A rich table of ``rows`` restricted to ``columns``."""
+    """A rich table of ``rows`` restricted to ``columns``. Every cell, header, title and caption is
+    escaped for rich (markup shows literally, control characters visibly): ids are untrusted."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, caption=caption, caption_justify="left")
+    table = Table(
+        title=None if title is None else for_terminal(title),
+        caption=None if caption is None else for_terminal(caption),
+        caption_justify="left",
+    )
     for column in columns:
         values = [row.get(column) for row in rows if row.get(column) is not None]
         numeric = bool(values) and isinstance(values[0], (int, float))
         # Ids are what a user copies into the next command: never cut them short with an ellipsis.
-        width = max((len(format_value(row.get(column))) for row in rows), default=0)
+        width = max((len(for_plain_terminal(format_value(row.get(column)))) for row in rows), default=0)
         table.add_column(
-            column,
+            for_terminal(column),
             justify="right" if numeric else "left",
             overflow="fold",
             min_width=min(width, 60) if column in ID_COLUMNS else None,
         )
     for row in rows:
-        table.add_row(*(format_value(row.get(c)) for c in columns))
+        table.add_row(*(for_terminal(format_value(row.get(c))) for c in columns))
     # On a terminal rich fits the table to its width; piped output keeps every row on one line.
     Console(soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH).print(table)

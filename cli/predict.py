@@ -8,7 +8,7 @@ import typer
 
 from llkl_db.cli import options
 from llkl_db.cli.errors import handle_errors
-from llkl_db.cli.output import print_json
+from llkl_db.cli.output import echo, print_json
 
 
 @handle_errors
@@ -27,11 +27,11 @@ def predict(
     if json:
         print_json(result.to_dict(with_predictions=True))
         return
-    typer.echo(
+    echo(
         f"{score}: r = {result.pearson_r:.3f} (Spearman {result.spearman_r:.3f}) over {result.n_models} models, "
         f"{result.n_groups} model types, {result.n_folds} grouped folds"
     )
-    typer.echo(f"  RMSE {result.rmse:.4g} (predicting the mean: {result.baseline_rmse:.4g})")
+    echo(f"  RMSE {result.rmse:.4g} (predicting the mean: {result.baseline_rmse:.4g})")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ import typer
 
 from llkl_db.cli import options
 from llkl_db.cli.errors import handle_errors
-from llkl_db.cli.output import format_value, note, plus_minus, print_json, print_table
+from llkl_db.cli.output import echo, format_value, note, plus_minus, print_json, print_table
 
 
 @handle_errors
@@ -58,11 +58,11 @@ def kl(
     if json:
         print_json(result.to_dict())
         return
-    typer.echo(f"KL({result.a}, {result.b})")
-    typer.echo(
+    echo(f"KL({result.a}, {result.b})")
+    echo(
         f"  {result.kl_bpb:.5g} ± {result.se_bpb:.2g} bits/byte   ({result.level}-level on the scale of arXiv 2505.15353)"
     )
-    typer.echo(f"  {result.kl_nats:.5g} ± {result.se_nats:.2g} nats/text   (N = {result.n_texts} texts)")
+    echo(f"  {result.kl_nats:.5g} ± {result.se_nats:.2g} nats/text   (N = {result.n_texts} texts)")
 
 
 @handle_errors
@@ -97,7 +97,7 @@ def info(
         return
     width = max(map(len, facts))
     for key, value in facts.items():
-        typer.echo(f"{key:<{width}}  {format_value(value)}")
+        echo(f"{key:<{width}}  {format_value(value)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from llkl_db.cli.errors import handle_errors
 from llkl_db.cli.options import Json
-from llkl_db.cli.output import print_json
+from llkl_db.cli.output import echo, print_json
 from llkl_db.errors import LlklError
 
 app = typer.Typer(help="Text sets: build them from corpora or import a published one.", no_args_is_help=True)
@@ -29,9 +29,9 @@ def _report(record: dict[str, Any], out: Path, json: bool) -> None:
         print_json({"path": str(out), **record})
         return
     per_source = ", ".join(f"{k} {v}" for k, v in record["per_source"].items())
-    typer.echo(f"Wrote {out}: {record['name']}, N = {record['n_texts']} texts, mean {record['mean_bytes']:.1f} bytes")
-    typer.echo(f"  sha256 {record['sha256']}")
-    typer.echo(f"  per source: {per_source}")
+    echo(f"Wrote {out}: {record['name']}, N = {record['n_texts']} texts, mean {record['mean_bytes']:.1f} bytes")
+    echo(f"  sha256 {record['sha256']}")
+    echo(f"  per source: {per_source}")
 
 
 def _parse_counts(items: list[str]) -> dict[str, int]:

@@ -8,6 +8,13 @@ from string import Template
 
 import polars as pl
 
+from llkl_db.escape import (
+    for_markdown,
+    for_markdown_code_block,
+    for_markdown_code_span,
+    for_markdown_table_cell,
+    for_yaml_scalar,
+)
 from llkl_db.io.folder import DatasetFolder
 from llkl_db.io.metadata import DatasetMetadata
 from llkl_db.io.vectors import FILE_COLUMN
@@ -40,27 +47,36 @@ def render_card(
         .agg(pl.len().alias("entries"), pl.col("model_id").n_unique().alias("models"))
         .sort("kind")
     )
+    # Front matter values are YAML scalars: a folder name cannot add keys (e.g. configs) there.
     configs = [
-        f"- config_name: {k}\n  data_files: {relative(vectors_dir / k)}/*.parquet" for k in kinds["kind"]
+        f"- config_name: {for_yaml_scalar(k)}\n  data_files: {for_yaml_scalar(relative(vectors_dir / k) + '/*.parquet')}"
+        for k in kinds["kind"]
     ]
     texts_file = folder.text_set_path(metadata.text_set)
-    configs.append(f"- config_name: texts\n  data_files: {relative(texts_file)}")
+    configs.append(f"- config_name: texts\n  data_files: {for_yaml_scalar(relative(texts_file))}")
     scores_file = folder.table_path("model_scores")
     if scores_file.is_file():
         configs.append(f"- config_name: model_scores\n  data_files: {relative(scores_file)}")
     kinds_table = "\n".join(
         ["| kind | entries | models |", "|---|---|---|"]
-        + [f"| {r['kind']} | {r['entries']} | {r['models']} |" for r in kinds.iter_rows(named=True)]
+        + [
+            f"| {for_markdown_table_cell(r['kind'])} | {r['entries']} | {r['models']} |"
+            for r in kinds.iter_rows(named=True)
+        ]
     )
     licences = _licences(texts_file)
     template = Template(resources.files("llkl_db.schema").joinpath("card_template.md").read_text("utf-8"))
+    pretty_name = f"llkl-db {metadata.text_set} v{metadata.dataset_version}"
     return template.substitute(
-        pretty_name=f"llkl-db {metadata.text_set} v{metadata.dataset_version}",
+        pretty_name_yaml=for_yaml_scalar(pretty_name),
+        pretty_name=for_markdown(pretty_name),
         configs="\n".join(configs),
         dataset_version=metadata.dataset_version,
         schema_version=metadata.schema_version,
-        text_set=metadata.text_set,
-        text_set_sha256=metadata.text_set_sha256,
+        text_set=for_markdown_code_block(metadata.text_set),  # in the fenced examples
+        text_set_cell=for_markdown_code_span(metadata.text_set, table=True),
+        text_set_sha256_cell=for_markdown_code_span(metadata.text_set_sha256, table=True),
+        text_file_code=for_markdown_code_span(f"texts/{metadata.text_set}.parquet"),
         n_texts=metadata.n_texts,
         mean_text_bytes=f"{metadata.mean_text_bytes:.1f}",
         n_entries=entries.height,
@@ -78,7 +94,7 @@ def render_card(
         vector_sources=_vector_sources(entries),
         tables_section=_tables_section(scores_file),
         changelog_note=_changelog_note(folder),
-        first_kind=kinds["kind"][0] if kinds.height else "models",
+        first_kind=for_markdown_code_block(kinds["kind"][0] if kinds.height else "models"),
     )
 
 
@@ -88,7 +104,8 @@ def _licences(texts_path: Path) -> str:
     df = pl.read_parquet(texts_path, columns=["source", "license"])
     rows = df.group_by("source", maintain_order=True).agg(pl.col("license").drop_nulls().first(), pl.len())
     return "\n".join(
-        f"- {r['source']} ({r['len']} texts): {r['license'] or 'see source'}" for r in rows.iter_rows(named=True)
+        f"- {for_markdown(r['source'])} ({r['len']} texts): {for_markdown(r['license'] or 'see source')}"
+        for r in rows.iter_rows(named=True)
     )
 
 
@@ -110,7 +127,8 @@ def _vector_sources(entries: pl.DataFrame) -> str:
                 "published with arXiv:2502.16173 (shimo-lab/modelmap); cite the paper; "
                 "first token not scored (bos_policy skip-first)"
             )
-        lines.append(f"- {r['contributor']}: {r['len']} entries, bos_policy {', '.join(r['bos_policy'])}; {note}")
+        policies = for_markdown(", ".join(r["bos_policy"]))
+        lines.append(f"- {for_markdown(r['contributor'])}: {r['len']} entries, bos_policy {policies}; {note}")
     return "\n".join(lines)
 
 
@@ -129,7 +147,10 @@ def _tables_section(path: Path) -> str:
         "| score | models | source |",
         "|---|---|---|",
     ]
-    lines += [f"| {r['score']} | {r['len']} | {r['source'] or ''} |" for r in scores.iter_rows(named=True)]
+    lines += [
+        f"| {for_markdown_table_cell(r['score'])} | {r['len']} | {for_markdown_table_cell(r['source'] or '')} |"
+        for r in scores.iter_rows(named=True)
+    ]
     lines += ["", _fields_table("model_scores"), ""]
     return "\n".join(lines)
 

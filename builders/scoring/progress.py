@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from llkl_db.escape import for_terminal
+
 
 class TokenProgress:
     """Context manager counting scored tokens; silent when disabled."""
@@ -22,7 +24,7 @@ class TokenProgress:
                 transient=True,
             )
         self._total = total
-        self._description = description
+        self._description = for_terminal(description)  # rich markup: shown literally
 
     def __enter__(self) -> TokenProgress:
         if self._progress:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from llkl_db.escape import for_matplotlib
+
 from .layers import LayerProfile
 from .render import pyplot, save_figure
 from .trajectory import Trajectory
@@ -18,7 +20,7 @@ def plot_trajectory(t: Trajectory, out: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for k, run in enumerate(t.runs):
         colour = f"C{k % 10}"
-        label = run.model_id.split("/")[-1]
+        label = for_matplotlib(run.model_id.split("/")[-1])
         steps = np.asarray(run.checkpoints["step"].to_list(), dtype=float)
         prev = np.asarray(run.checkpoints["kl_prev_bpb"].fill_null(np.nan).to_list(), dtype=float)
         final = np.asarray(run.checkpoints["kl_final_bpb"].to_list(), dtype=float)
@@ -31,7 +33,11 @@ def plot_trajectory(t: Trajectory, out: Path) -> None:
                     np.asarray(run.fits["t0"]) + 1, run.fits["c_w"], "^:", ms=3, color=colour, label=f"{label}: c_w"
                 )
     left.set(
-        xscale="log", yscale="log", xlabel="step + 1", ylabel="KL (bits/byte)", title=f"{t.model}: KL along training"
+        xscale="log",
+        yscale="log",
+        xlabel="step + 1",
+        ylabel="KL (bits/byte)",
+        title=f"{for_matplotlib(t.model)}: KL along training",
     )
     right.set(xscale="log", xlabel="t0 + 1", ylabel="exponent", title=f"diffusion exponent (window {t.window})")
     right.axhline(1.0, color="#999", lw=0.8)
@@ -49,7 +55,12 @@ def plot_layers(p: LayerProfile, out: Path) -> None:
     nxt = np.asarray(p.table["kl_next_bpb"].fill_null(np.nan).to_list(), dtype=float)
     ax.plot(layers[:-1], nxt[:-1], "o-", label="to the next listed layer")
     ax.plot(layers[:-1], p.table["kl_output_bpb"].to_list()[:-1], "s--", label="to the output")
-    ax.set(yscale="log", xlabel="layer (last = output)", ylabel="KL (bits/byte)", title=f"{p.model_id}: logit lens")
+    ax.set(
+        yscale="log",
+        xlabel="layer (last = output)",
+        ylabel="KL (bits/byte)",
+        title=f"{for_matplotlib(p.model_id)}: logit lens",
+    )
     ax.legend(fontsize=8)
     save_figure(fig, out)
     plt.close(fig)

@@ -3,12 +3,12 @@ page (inline SVG, a <title> per point and a few lines of inline JavaScript; no n
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import numpy as np
 
 from llkl_db.errors import LlklError
+from llkl_db.escape import for_html, for_html_attribute, for_matplotlib
 from llkl_db.io.atomic import atomic_path, write_text_atomic
 
 from .map import EntryMap
@@ -40,9 +40,17 @@ def write_png(m: EntryMap, out: Path, title: str | None = None) -> None:
     for run in m.runs:
         ax.plot(m.xy[run, 0], m.xy[run, 1], "-", color="#999999", lw=0.8, zorder=1)
     ax.scatter(m.xy[:, 0], m.xy[:, 1], c=m.colours, s=22, edgecolors="white", linewidths=0.4, zorder=2)
-    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=label) for label, c in m.legend[:20]]
-    ax.legend(handles=handles, title=m.color_by, fontsize=7, title_fontsize=8, loc="best", framealpha=0.8)
-    ax.set_title(title or f"{len(m.entry_ids)} entries, {m.method.upper()} of the double-centred log-likelihoods")
+    handles = [
+        plt.Line2D([], [], marker="o", ls="", color=c, label=for_matplotlib(label)) for label, c in m.legend[:20]
+    ]
+    ax.legend(
+        handles=handles, title=for_matplotlib(m.color_by), fontsize=7, title_fontsize=8, loc="best", framealpha=0.8
+    )
+    ax.set_title(
+        for_matplotlib(title)
+        if title
+        else f"{len(m.entry_ids)} entries, {m.method.upper()} of the double-centred log-likelihoods"
+    )
     ax.set_xlabel(f"{m.method} 1")
     ax.set_ylabel(f"{m.method} 2")
     save_figure(fig, out)
@@ -74,17 +82,17 @@ def render_html(m: EntryMap, title: str | None = None, width: int = 900, height:
         points = " ".join(f"{sx[i]:.1f},{sy[i]:.1f}" for i in run)
         parts.append(f'<polyline points="{points}" fill="none" stroke="#999" stroke-width="1"/>')
     for i, eid in enumerate(m.entry_ids):
-        e = html.escape(eid, quote=True)
-        v = html.escape("" if m.values[i] is None else str(m.values[i]), quote=True)
+        e = for_html_attribute(eid)
+        v = for_html_attribute("" if m.values[i] is None else m.values[i])
         parts.append(
-            f'<circle class="pt" cx="{sx[i]:.1f}" cy="{sy[i]:.1f}" r="5" fill="{m.colours[i]}" '
-            f'data-id="{e}" data-v="{v}"><title>{e}</title></circle>'
+            f'<circle class="pt" cx="{sx[i]:.1f}" cy="{sy[i]:.1f}" r="5" fill="{for_html_attribute(m.colours[i])}" '
+            f'data-id="{e}" data-v="{v}"><title>{for_html(eid)}</title></circle>'
         )
     legend = "".join(
-        f'<span class="lg"><span class="sw" style="background:{c}"></span>{html.escape(label)}</span>'
+        f'<span class="lg"><span class="sw" style="background:{for_html_attribute(c)}"></span>{for_html(label)}</span>'
         for label, c in m.legend
     )
-    heading = html.escape(title or f"llkl-db map: {len(m.entry_ids)} entries ({m.method.upper()})")
+    heading = for_html(title or f"llkl-db map: {len(m.entry_ids)} entries ({m.method.upper()})")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{heading}</title>
 <style>
@@ -98,7 +106,7 @@ svg {{ border: 1px solid #ddd; background: #fff; }}
 .sw {{ display: inline-block; width: 10px; height: 10px; border-radius: 5px; margin-right: 4px; }}
 </style></head><body>
 <h3>{heading}</h3>
-<div>{html.escape(m.color_by)}: {legend}</div>
+<div>{for_html(m.color_by)}: {legend}</div>
 <svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}">
 {chr(10).join(parts)}
 </svg>

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llkl_db.escape import for_markdown_code_span
 from llkl_db.io.folder import DatasetFolder
 from llkl_db.io.vectors import METADATA_COLUMNS
 
@@ -45,9 +46,12 @@ class Changelog:
         """The section of this version in CHANGELOG.md."""
         lines = [f"## v{self.version} ({datetime.now(UTC).date().isoformat()})", "", self.summary() + ".", ""]
         for title, items in (
-            ("Added", [f"- `{e}`" for e in self.added]),
-            ("Changed", [f"- `{e}`: {', '.join(what)}" for e, what in self.changed.items()]),
-            ("Removed", [f"- `{e}`" for e in self.removed]),
+            ("Added", [f"- {for_markdown_code_span(e)}" for e in self.added]),
+            (
+                "Changed",
+                [f"- {for_markdown_code_span(e)}: {', '.join(what)}" for e, what in self.changed.items()],
+            ),
+            ("Removed", [f"- {for_markdown_code_span(e)}" for e in self.removed]),
         ):
             if not items:
                 continue

@@ -10,6 +10,7 @@ from typing import Any
 
 import llkl_db
 from llkl_db.errors import LlklError
+from llkl_db.escape import for_markdown, for_markdown_code_span, for_markdown_table_cell, visible_controls
 
 from .hubapi import REPO_TYPE, get_api, hub_call
 
@@ -38,34 +39,38 @@ class ContributeResult:
 
 
 def describe(report, repo_id: str) -> tuple[str, str]:
-    """(title, markdown description) of a contribution, generated from its validated entries."""
+    """(title, markdown description) of a contribution, generated from its validated entries.
+    Every value from the entries is escaped for where it lands (one-line title, Markdown, table)."""
     rows = report.entry_rows
     models = sorted({r["model_id"] for r in rows})
     title = f"Add {len(rows)} entr{'y' if len(rows) == 1 else 'ies'} of {len(models)} model(s)"
     if len(models) == 1:
-        title += f": {models[0]}"
+        title += f": {visible_controls(models[0])}"
     contributors = sorted({r.get("contributor") for r in rows if r.get("contributor")})
     policies = sorted({r.get("bos_policy") for r in rows if r.get("bos_policy")})
     lines = [
-        f"Contribution to `{repo_id}` opened with `llkl-db contribute` (llkl-db {llkl_db.__version__}).",
+        f"Contribution to {for_markdown_code_span(repo_id)} opened with `llkl-db contribute` (llkl-db {llkl_db.__version__}).",
         "",
-        f"- text set: `{report.text_set}` (sha256 `{report.text_set_sha256}`), N = {report.n_texts}",
+        f"- text set: {for_markdown_code_span(report.text_set)} (sha256 {for_markdown_code_span(report.text_set_sha256)}), "
+        f"N = {report.n_texts}",
         f"- entries: {len(rows)}; models: {len(models)}",
-        f"- bos_policy: {', '.join(policies) or 'n/a'}; contributor(s): {', '.join(contributors) or 'not recorded'}",
+        f"- bos_policy: {for_markdown(', '.join(policies)) or 'n/a'}; "
+        f"contributor(s): {for_markdown(', '.join(contributors)) or 'not recorded'}",
         "- validation: passed (schema, text set, finite values, plausible ranges, unique ids also against the target)",
         "",
         "| entry_id | model_type | n_params | layer | variant | dtype | device |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows[:TABLE_LIMIT]:
-        cells = [f"`{r['entry_id']}`"] + [
-            "" if r.get(c) is None else str(r.get(c))
+        cells = [for_markdown_code_span(r["entry_id"], table=True)] + [
+            "" if r.get(c) is None else for_markdown_table_cell(r.get(c))
             for c in ("model_type", "n_params", "layer", "variant", "dtype", "device")
         ]
         lines.append("| " + " | ".join(cells) + " |")
     if len(rows) > TABLE_LIMIT:
         lines.append(f"\n... and {len(rows) - TABLE_LIMIT} more entries.")
-    lines += ["", "Maintainers: `llkl-db review " + repo_id + " --merge` validates this revision and merges it."]
+    review = for_markdown_code_span(f"llkl-db review {repo_id} --merge")
+    lines += ["", f"Maintainers: {review} validates this revision and merges it."]
     return title, "\n".join(lines) + "\n"
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from llkl_db.errors import LlklError
+from llkl_db.identifiers import check_identifier
 from llkl_db.io.folder import DatasetFolder
 from llkl_db.schema import spec
 from llkl_db.textsets import TextSet
@@ -175,6 +176,11 @@ def _check_entry(report, path, row, loglik, n_tokens, texts: TextSet, bounds: Bo
     def fail(reason: str) -> None:
         report.add(path, reason, eid)
 
+    # ids and names: the allowed characters (llkl_db.identifiers), before anything prints them
+    for name in ("entry_id", "model_id", "revision", "variant", "base_model", "contributor"):
+        problem = check_identifier(name, row.get(name))
+        if problem:
+            fail(problem)
     if row.get("model_id") and row.get("revision"):
         expected = entry_id(row["model_id"], row["revision"], row.get("layer"), row.get("variant"))
         if eid != expected:
@@ -250,6 +256,11 @@ def _check_scores(folder: DatasetFolder, report: ValidationReport) -> None:
 
     if df.filter(pl.col("model_id").is_null() | pl.col("score").is_null()).height:
         report.add(path, "rows without model_id or score")
+    for column in ("model_id", "score"):
+        for value in df[column].drop_nulls().unique(maintain_order=True).to_list():
+            problem = check_identifier(column, value)
+            if problem:
+                report.add(path, problem, value if column == "model_id" else None)
     dup = df.filter(pl.struct("model_id", "score").is_duplicated())
     if dup.height:
         row = dup.row(0, named=True)
