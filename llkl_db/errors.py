@@ -11,3 +11,11 @@ class UnknownEntryError(LlklError):
     """A model or entry name that the dataset does not hold (exit code 2, like a usage error)."""
 
     exit_code = 2
+
+
+class BadValueError(LlklError):
+    """A value the user gave that cannot be used: ``param`` names the library parameter, so the CLI can name its flag."""
+
+    def __init__(self, param: str, value: object, problem: str) -> None:
+        super().__init__(f"{param} {value!r}: {problem}")
+        self.param, self.value, self.problem = param, value, problem

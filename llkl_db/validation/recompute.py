@@ -12,10 +12,9 @@ from collections import defaultdict
 import numpy as np
 
 from llkl_db.errors import LlklError
+from llkl_db.variants import DTYPE_NAMES as DTYPES
 
 from .report import ValidationReport
-
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 def tolerance(reference: np.ndarray, exact: bool) -> np.ndarray:
