@@ -275,6 +275,23 @@ def test_every_registry_variant_has_an_implementation_for_its_kind():
     assert variant_load_kwargs("bfloat16", "cpu") == {"dtype": torch.bfloat16}
 
 
+def test_bitsandbytes_loader_config_without_a_gpu(monkeypatch):
+    """The paper's settings: 8-bit LLM.int8; 4-bit fp4 with float16 compute; float16 elsewhere."""
+    import importlib.util
+
+    from llkl_db.builders.models.variants import LOADERS
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object() if n == "bitsandbytes" else real(n, *a))
+    eight = LOADERS["bnb"](VARIANTS["bnb-8bit"], torch.device("cuda", 0))
+    four = LOADERS["bnb"](VARIANTS["bnb-4bit"], torch.device("cuda", 1))
+    assert eight["quantization_config"].load_in_8bit and eight["dtype"] == torch.float16
+    assert eight["device_map"] == {"": 0} and four["device_map"] == {"": 1}
+    config = four["quantization_config"]
+    assert config.load_in_4bit and config.bnb_4bit_quant_type == "fp4"
+    assert config.bnb_4bit_compute_dtype == torch.float16
+
+
 def test_bitsandbytes_on_cpu_is_a_clear_error(llama_folder, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for variant in ("bnb-8bit", "bnb-4bit"):
