@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from llkl_db.builders.jobs import Job
-from llkl_db.errors import LlklError
+from llkl_db.errors import BadValueError, LlklError
+from llkl_db.variants import get_variant
 
 JOB_FIELDS = {f.name for f in fields(Job)} - {"extra"}
 FAILURES_FILE = "failures.jsonl"
@@ -55,11 +56,10 @@ def parse_plan(raw: dict, path: Path | None = None) -> Plan:
         unknown = set(spec) - JOB_FIELDS
         if unknown:
             raise LlklError(f"{where}: models[{i}] ({spec['model_id']}): unknown key(s) {', '.join(sorted(unknown))}")
-        layers = spec.pop("layers", ())
-        if layers in (None, "none"):
-            layers = ()
-        elif layers != "all":
-            layers = tuple(int(x) for x in layers)
+        layers = parse_layers(spec.pop("layers", ()))
+        for variant in variants:
+            if variant is not None:
+                get_variant(variant)
         for revision in revisions:
             for variant in variants:
                 jobs.append(
@@ -72,21 +72,69 @@ def parse_plan(raw: dict, path: Path | None = None) -> Plan:
     return Plan(texts=str(raw["texts"]), jobs=jobs, path=path, device=defaults.get("device"))
 
 
-def load_plan(path: Path | str) -> Plan:
-    """Read a plan file (YAML), or a shipped plan by name (embedded, pythia, modelmap-1018)."""
+def read_plan(plan: Path | str) -> tuple[dict, Path]:
+    """Read a plan file (YAML), or a shipped plan by name (embedded, pythia, modelmap-1018), into its
+    raw dictionary and the path it came from: the one reader of plan files (jobs, training, plan_yaml)."""
     import yaml
 
     from llkl_db.builders.plans import shipped_plans
 
+    path = Path(plan)
     shipped = shipped_plans()
-    if not Path(path).exists() and str(path) in shipped:
-        path = shipped[str(path)]
-
+    if not path.exists() and str(plan) in shipped:
+        path = Path(shipped[str(plan)])
     try:
-        raw = yaml.safe_load(Path(path).read_text("utf-8"))
+        return yaml.safe_load(path.read_text("utf-8")), path
     except (OSError, yaml.YAMLError) as exc:
         raise LlklError(f"{path}: cannot read plan ({str(exc).splitlines()[0]})") from None
-    return parse_plan(raw, Path(path))
+
+
+def load_plan(plan: Path | str) -> Plan:
+    """Read a plan file (YAML), or a shipped plan by name, and expand it into jobs."""
+    raw, path = read_plan(plan)
+    return parse_plan(raw, path)
+
+
+def parse_layers(layers: str | int | list | tuple | None) -> tuple[int, ...] | str:
+    """Logit-lens layers, from a plan value or a command-line string: None or "none" -> (),
+    "all", a list of indices, or a comma-separated string like "0,6,12"."""
+    if layers is None or layers == "none":
+        return ()
+    if layers == "all":
+        return "all"
+    items = layers.split(",") if isinstance(layers, str) else [layers] if isinstance(layers, int) else layers
+    try:
+        return tuple(int(x) for x in items)
+    except (TypeError, ValueError):
+        raise BadValueError("layers", layers, "expected none, all or a list like 0,6,12") from None
+
+
+def single_model_plan(
+    model: str,
+    revision: str = "main",
+    variant: str | None = None,
+    layers: str | list | tuple | None = None,
+    dtype: str = "auto",
+    model_id: str | None = None,
+    trust_remote_code: bool = False,
+    texts: str | None = None,
+) -> Plan:
+    """The one-job plan that scores ``model`` (Hub id, local folder or .gguf file) on ``texts``
+    (default: mini). A local path is recorded under its folder name (or ``model_id``), at revision
+    "local" unless another is given."""
+    if variant is not None:
+        get_variant(variant)
+    local = Path(model).exists()
+    job = Job(
+        model_id=model_id or (Path(model).name if local else model),
+        source=model if local else None,
+        revision="local" if local and revision == "main" else revision,
+        variant=variant,
+        layers=parse_layers(layers),
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+    )
+    return Plan(texts=texts or "mini", jobs=[job])
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -94,9 +142,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise LlklError(f"--shard {text!r}: expected i/n, e.g. 0/8") from None
+        raise BadValueError("shard", text, "expected i/n, e.g. 0/8") from None
     if not (n >= 1 and 0 <= i < n):
-        raise LlklError(f"--shard {text!r}: need 0 <= i < n")
+        raise BadValueError("shard", text, "need 0 <= i < n")
     return i, n
 
 

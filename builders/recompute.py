@@ -13,8 +13,7 @@ import numpy as np
 from llkl_db.errors import LlklError
 from llkl_db.textsets import TextSet
 from llkl_db.validation import ValidationReport, validate
-
-DTYPES = ("float32", "bfloat16", "float16")
+from llkl_db.variants import DTYPE_NAMES as DTYPES
 
 
 def tolerance(reference: np.ndarray, exact: bool) -> np.ndarray:

@@ -23,7 +23,8 @@ def trajectory(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Only the run with this seed.")] = None,
     window: Annotated[int, typer.Option("--window", help="Fit each start over the next WINDOW checkpoints.")] = 10,
     preprocess: Annotated[
-        bool, typer.Option("--preprocess", help="The papers' preprocessing: --drop-jumps 0.03, B recomputed.")
+        bool,
+        typer.Option("--preprocess", help="The papers' preprocessing: --drop-jumps at their fraction, B recomputed."),
     ] = False,
     drop_jumps: Annotated[
         float, typer.Option("--drop-jumps", help="Fraction of texts with the largest jumps after warm-up to drop.")
@@ -48,8 +49,9 @@ def trajectory(
     exponent c (log-log fit over the next WINDOW checkpoints, from every start) with R^2, the
     weight-space exponent beside it, and the KL between seeds at matching steps."""
     from llkl_db.analysis import trajectory as run_trajectory
+    from llkl_db.analysis.jumps import PAPER_FRACTION
 
-    fraction = 0.03 if preprocess and drop_jumps == 0 else drop_jumps
+    fraction = PAPER_FRACTION if preprocess and drop_jumps == 0 else drop_jumps
     result = run_trajectory(
         options.open_dataset(dataset, revision, where), model, seed, window, fraction, warmup_step, weights
     )
@@ -172,12 +174,12 @@ def map(  # noqa: A001
     checkpoints of one run are joined by a line."""
     from llkl_db.analysis import entry_map
     from llkl_db.analysis.render import write_map
-    from llkl_db.errors import LlklError
+    from llkl_db.errors import BadValueError
 
     out = out or [Path("map.png")]
     bad = [str(p) for p in out if p.suffix.lower() not in (".png", ".html", ".htm")]
     if bad:
-        raise LlklError(f"--out {bad[0]}: use a .png or .html file")
+        raise BadValueError("out", bad[0], "use a .png or .html file")
     result = entry_map(
         options.open_dataset(dataset, revision, where), method=method, color=color, perplexity=perplexity
     )

@@ -9,25 +9,15 @@ import typer
 
 from llkl_db.cli.errors import handle_errors
 from llkl_db.cli.output import note
-from llkl_db.errors import LlklError
-
-
-def _parse_layers(text: str) -> tuple[int, ...] | str:
-    if text == "none":
-        return ()
-    if text == "all":
-        return "all"
-    try:
-        return tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise LlklError(f"--layers {text!r}: expected none, all or a list like 0,6,12") from None
+from llkl_db.errors import BadValueError, LlklError
+from llkl_db.variants import VARIANTS
 
 
 def _parse_batch_size(text: str) -> int | None:
     if text == "auto":
         return None
     if not text.isdigit() or int(text) < 1:
-        raise LlklError(f"--batch-size {text!r}: expected auto or a positive integer")
+        raise BadValueError("batch_size", text, "expected auto or a positive integer")
     return int(text)
 
 
@@ -43,9 +33,7 @@ def build(
     ] = None,
     out: Annotated[Path, typer.Option(help="Output folder (one Parquet file per entry).")] = Path("llkl-build"),
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
-    variant: Annotated[
-        Optional[str], typer.Option(help="bfloat16, float16, q8_0, q5_0, q4_0, bnb-8bit, bnb-4bit.")
-    ] = None,
+    variant: Annotated[Optional[str], typer.Option(help=f"{', '.join(VARIANTS)}.")] = None,
     layers: Annotated[str, typer.Option(help="Logit-lens layers: none, all or a list like 0,6,12.")] = "none",
     batch_size: Annotated[str, typer.Option(help="auto or N; auto halves on out-of-memory.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -66,37 +54,30 @@ def build(
     """Compute log-likelihood vectors: one model, or every job of a plan (resumable)."""
     from llkl_db.builders.build import BuildOptions
     from llkl_db.builders.jobs import Job
-    from llkl_db.builders.plan import load_plan, parse_shard, shard_jobs
+    from llkl_db.builders.plan import load_plan, parse_shard, shard_jobs, single_model_plan
     from llkl_db.builders.run import run_jobs
     from llkl_db.textsets import load_text_set
 
     if (model is None) == (plan is None):
         raise LlklError("give either MODEL or --plan")
+    if plan is None and shard:
+        raise LlklError("--shard applies to --plan")
     if plan is not None:
-        loaded = load_plan(plan)
-        jobs = loaded.jobs
-        text_spec = texts or loaded.texts
-        if device == "auto" and loaded.device:
-            device = loaded.device
-        if shard:
-            jobs = shard_jobs(jobs, parse_shard(shard))
+        chosen = load_plan(plan)
     else:
-        if shard:
-            raise LlklError("--shard applies to --plan")
-        local = Path(model).exists()
-        jobs = [
-            Job(
-                model_id=model_id or (Path(model).name if local else model),
-                source=model if local else None,
-                revision="local" if local and revision == "main" else revision,
-                variant=variant,
-                layers=_parse_layers(layers),
-                dtype=dtype,
-                trust_remote_code=trust_remote_code,
-            )
-        ]
-        text_spec = texts or "mini"
-    text_set = load_text_set(text_spec)
+        chosen = single_model_plan(
+            model,
+            revision=revision,
+            variant=variant,
+            layers=layers,
+            dtype=dtype,
+            model_id=model_id,
+            trust_remote_code=trust_remote_code,
+        )
+    jobs = shard_jobs(chosen.jobs, parse_shard(shard)) if shard else chosen.jobs
+    if device == "auto" and chosen.device:
+        device = chosen.device
+    text_set = load_text_set(texts or chosen.texts)
     options = BuildOptions(
         device=device,
         batch_size=_parse_batch_size(batch_size),

@@ -10,7 +10,7 @@ import typer
 from llkl_db.cli.errors import handle_errors
 from llkl_db.cli.options import Json
 from llkl_db.cli.output import echo, print_json
-from llkl_db.errors import LlklError
+from llkl_db.errors import BadValueError
 
 app = typer.Typer(help="Text sets: build them from corpora or import a published one.", no_args_is_help=True)
 build_app = typer.Typer(help="Build a text set.", no_args_is_help=True)
@@ -39,7 +39,7 @@ def _parse_counts(items: list[str]) -> dict[str, int]:
     for item in items:
         source, sep, value = item.partition("=")
         if not sep or not value.strip().isdigit():
-            raise LlklError(f"--per-source {item!r}: expected SOURCE=COUNT, e.g. wikipedia=40")
+            raise BadValueError("per_source", item, "expected SOURCE=COUNT, e.g. wikipedia=40")
         counts[source.strip()] = int(value)
     return counts
 

@@ -14,21 +14,6 @@ from llkl_db.cli.output import note
 Plan = Annotated[str, typer.Option("--plan", help="A plan YAML file or a shipped plan (embedded).")]
 
 
-def _raw_plan(plan: str) -> tuple[dict, Path]:
-    import yaml
-
-    from llkl_db.builders.plans import shipped_plans
-    from llkl_db.errors import LlklError
-
-    path = Path(plan)
-    if not path.exists() and plan in shipped_plans():
-        path = shipped_plans()[plan]
-    try:
-        return yaml.safe_load(path.read_text("utf-8")), path
-    except (OSError, yaml.YAMLError) as exc:
-        raise LlklError(f"{path}: cannot read plan ({str(exc).splitlines()[0]})") from None
-
-
 @handle_errors
 def train(
     plan: Plan = "embedded",
@@ -41,10 +26,11 @@ def train(
 ) -> None:
     """Train what a plan's `training:` section lists (tokenizer, small LMs from scratch with
     checkpoints, fine-tunes), into local folders that the plan's models then score. Resumable."""
+    from llkl_db.builders.plan import read_plan
     from llkl_db.builders.training.run import train_all
     from llkl_db.builders.training.spec import parse_training
 
-    raw, path = _raw_plan(plan)
+    raw, path = read_plan(plan)
     spec = parse_training(raw.get("training") if isinstance(raw, dict) else None, str(path))
     summary = train_all(spec, jobs=jobs, only=set(only) if only else None, log=note)
     note(f"{len(summary.trained)} trained, {len(summary.skipped)} already done, {summary.seconds:.0f} s -> {spec.out}")
@@ -62,10 +48,10 @@ def weight_distances(
     windowed checkpoints of every training run in a plan whose checkpoints are local folders."""
     from llkl_db.builders.plan import load_plan
     from llkl_db.builders.weights.from_plan import build_weight_distances
-    from llkl_db.errors import LlklError
+    from llkl_db.errors import BadValueError
 
     if window < 1:
-        raise LlklError(f"--window {window}: must be at least 1")
+        raise BadValueError("window", window, "must be at least 1")
     path, added = build_weight_distances(load_plan(plan), out, window=window, log=note)
     note(f"{added} new pair(s) -> {path}")
 

@@ -36,7 +36,7 @@ def merge(
     if not inputs:
         raise LlklError("merge: no input folders")
     if dataset_version is not None:
-        check_dataset_version(dataset_version, "version")
+        check_dataset_version(dataset_version, "dataset_version")
     target = DatasetFolder(Path(out))
     target.check_writable(overwrite)
     existing = target.metadata if target.is_dataset() and not overwrite else None

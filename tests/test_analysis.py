@@ -212,6 +212,32 @@ def test_setting_names_helpers():
     assert variant_setting("float16") == "float16 cast"
 
 
+def test_every_registry_variant_is_a_setting_of_the_scale_table():
+    from llkl_db.analysis.settings import variant_pairs
+    from llkl_db.scale import REFERENCE_MEDIANS
+    from llkl_db.variants import VARIANTS
+
+    for v in VARIANTS.values():
+        expected = f"{v.dtype} cast" if v.kind == "cast" else f"{v.bits}-bit quantization"
+        assert variant_setting(v.name) == expected
+        if v.kind != "cast" and v.bits in (8, 4):
+            assert expected in REFERENCE_MEDIANS
+    names = [None, *VARIANTS]
+    entries = pl.DataFrame(
+        {"model_id": ["m"] * len(names), "revision": ["main"] * len(names), "layer": [None] * len(names)},
+        schema={"model_id": pl.String, "revision": pl.String, "layer": pl.Int64},
+    ).with_columns(pl.Series("variant", names, dtype=pl.String))
+    pairs = variant_pairs(entries)
+    assert list(pairs) == [
+        "8-bit quantization",
+        "5-bit quantization",
+        "4-bit quantization",
+        "bfloat16 cast",
+        "float16 cast",
+    ]
+    assert pairs["8-bit quantization"].size == 2 and set(pairs["8-bit quantization"].a) == {0}
+
+
 def test_layers_profile(known):
     ds = llkl_db.open(known)
     p = analysis.layer_profile(ds, "org/fam-1b")

@@ -18,10 +18,18 @@ from tiny_models import save_tiny  # noqa: E402
 
 import llkl_db  # noqa: E402
 from llkl_db.builders.build import BuildOptions  # noqa: E402
-from llkl_db.builders.plan import load_plan, parse_plan, parse_shard, shard_jobs  # noqa: E402
+from llkl_db.builders.plan import (  # noqa: E402
+    load_plan,
+    parse_layers,
+    parse_plan,
+    parse_shard,
+    read_plan,
+    shard_jobs,
+    single_model_plan,
+)
 from llkl_db.builders.run import run_jobs  # noqa: E402
 from llkl_db.cli import app  # noqa: E402
-from llkl_db.errors import LlklError  # noqa: E402
+from llkl_db.errors import BadValueError, LlklError  # noqa: E402
 from llkl_db.io.texts import write_texts  # noqa: E402
 from llkl_db.merge import merge  # noqa: E402
 from llkl_db.textsets import load_text_set  # noqa: E402
@@ -82,8 +90,52 @@ def test_shards_partition_the_plan(assets):
 
 @pytest.mark.parametrize("bad", ["3/3", "x/2", "1", "-1/2"])
 def test_bad_shard_is_rejected(bad):
-    with pytest.raises(LlklError, match="--shard"):
+    with pytest.raises(BadValueError, match="shard") as caught:
         parse_shard(bad)
+    assert caught.value.param == "shard" and caught.value.value == bad
+
+
+@pytest.mark.parametrize(
+    ("given", "layers"),
+    [(None, ()), ("none", ()), ("all", "all"), ("0,6,12", (0, 6, 12)), ([0, 6], (0, 6)), (3, (3,)), ("7", (7,))],
+)
+def test_one_layer_parser_for_plans_and_the_command_line(given, layers):
+    assert parse_layers(given) == layers
+
+
+@pytest.mark.parametrize("bad", ["x", "0,a", ["a"], "1.5"])
+def test_bad_layers_are_rejected(bad):
+    with pytest.raises(BadValueError, match="expected none, all or a list") as caught:
+        parse_layers(bad)
+    assert caught.value.param == "layers"
+
+
+def test_single_model_plan(assets):
+    local = single_model_plan(str(assets / "llama"), layers="0,1", variant="q8_0")
+    assert local.texts == "mini" and local.device is None and len(local.jobs) == 1
+    job = local.jobs[0]
+    assert (job.model_id, job.source, job.revision, job.variant) == ("llama", str(assets / "llama"), "local", "q8_0")
+    assert job.layers == (0, 1)
+    hub = single_model_plan("org/model", revision="step5", model_id="org/renamed", texts="other", dtype="float16")
+    assert hub.texts == "other"
+    assert hub.jobs[0].key == "org/renamed@step5" and hub.jobs[0].source is None and hub.jobs[0].dtype == "float16"
+    with pytest.raises(BadValueError, match="unknown variant") as caught:
+        single_model_plan("org/model", variant="q9_9")
+    assert caught.value.param == "variant"
+
+
+def test_plans_reject_unknown_variants_before_running():
+    with pytest.raises(BadValueError, match="unknown variant; known: bfloat16, float16, q8_0"):
+        parse_plan({"texts": "x", "models": [{"model_id": "a", "variants": [None, "Q8_0"]}]})
+
+
+def test_one_reader_for_plan_files_and_shipped_plans(tmp_path):
+    raw, path = read_plan("embedded")
+    assert path.name == "embedded.yaml" and "training" in raw and raw["models"]
+    own = tmp_path / "own.yaml"
+    own.write_text("texts: mini\nmodels: [{model_id: a}]\n")
+    assert read_plan(own) == ({"texts": "mini", "models": [{"model_id": "a"}]}, own)
+    assert load_plan(own).jobs[0].key == "a@main"
 
 
 def test_bad_plans_are_rejected(assets, tmp_path):
@@ -202,6 +254,9 @@ def test_build_cli_single_model_and_bad_input(assets, tmp_path):
         ),
         (["build", str(assets / "llama"), "--texts", "no-such-set"], "no such text set"),
         (["build", "--plan", str(tmp_path / "none.yaml")], "none.yaml"),
+        (["build", "--plan", "embedded", "--shard", "x/2"], "--shard 'x/2': expected i/n"),
+        (["build", str(assets / "llama"), "--shard", "0/2"], "--shard applies to --plan"),
+        (["build", str(assets / "llama"), "--variant", "q9_9"], "--variant 'q9_9': unknown variant; known: bfloat16"),
     ]:
         result = runner.invoke(app, args)
         assert result.exit_code != 0

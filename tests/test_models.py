@@ -190,7 +190,7 @@ def test_auto_dtype_and_device(monkeypatch):
 
 
 def test_variant_names_are_lowercase_and_complete():
-    assert VARIANTS == ("bfloat16", "float16", "q8_0", "q5_0", "q4_0", "bnb-8bit", "bnb-4bit")
+    assert tuple(VARIANTS) == ("bfloat16", "float16", "q8_0", "q5_0", "q4_0", "bnb-8bit", "bnb-4bit")
     with pytest.raises(LlklError, match="unknown variant"):
         apply_variant(tiny_model("llama"), "Q8_0")
 
@@ -259,6 +259,37 @@ def test_cast_variants():
     assert apply_variant(tiny_model("llama"), "bfloat16").lm_head.weight.dtype == torch.bfloat16
     assert apply_variant(tiny_model("llama"), "float16").lm_head.weight.dtype == torch.float16
     assert apply_variant(tiny_model("llama"), None).lm_head.weight.dtype == torch.float32
+
+
+def test_every_registry_variant_has_an_implementation_for_its_kind():
+    from llkl_db.builders.models.quantize import GGUF_TYPES
+    from llkl_db.builders.models.variants import APPLIERS, LOADERS
+
+    for v in VARIANTS.values():
+        assert v.kind in (LOADERS if v.stage == "load" else APPLIERS), v.name
+    for name, qtype in GGUF_TYPES.items():  # every gguf variant names a type the gguf package round-trips
+        kind = getattr(gguf.GGMLQuantizationType, qtype)
+        values = np.linspace(-1, 1, 2 * gguf.GGML_QUANT_SIZES[kind][0], dtype=np.float32).reshape(2, -1)
+        restored = gguf.quants.dequantize(gguf.quants.quantize(values, kind), kind)
+        assert restored.shape == values.shape and np.abs(restored - values).max() < 0.2, name
+    assert variant_load_kwargs("bfloat16", "cpu") == {"dtype": torch.bfloat16}
+
+
+def test_bitsandbytes_loader_config_without_a_gpu(monkeypatch):
+    """The paper's settings: 8-bit LLM.int8; 4-bit fp4 with float16 compute; float16 elsewhere."""
+    import importlib.util
+
+    from llkl_db.builders.models.variants import LOADERS
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object() if n == "bitsandbytes" else real(n, *a))
+    eight = LOADERS["bnb"](VARIANTS["bnb-8bit"], torch.device("cuda", 0))
+    four = LOADERS["bnb"](VARIANTS["bnb-4bit"], torch.device("cuda", 1))
+    assert eight["quantization_config"].load_in_8bit and eight["dtype"] == torch.float16
+    assert eight["device_map"] == {"": 0} and four["device_map"] == {"": 1}
+    config = four["quantization_config"]
+    assert config.load_in_4bit and config.bnb_4bit_quant_type == "fp4"
+    assert config.bnb_4bit_compute_dtype == torch.float16
 
 
 def test_bitsandbytes_on_cpu_is_a_clear_error(llama_folder, monkeypatch):

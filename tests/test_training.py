@@ -4,7 +4,6 @@ float64) against a direct computation, and merge carrying the tables over."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -188,6 +187,8 @@ def test_weight_distances_bad_input(tmp_path):
     assert result.exit_code == 1 and "no such checkpoint folder" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(app, ["train", "--plan", str(plan)])
     assert result.exit_code == 1 and "no 'training' section" in result.output
+    result = CliRunner().invoke(app, ["weight-distances", "--plan", str(plan), "--window", "0"])
+    assert result.exit_code == 1 and "--window 0: must be at least 1" in result.output
 
 
 def test_bad_training_sections_are_rejected():
@@ -203,16 +204,20 @@ def test_bad_training_sections_are_rejected():
         parse_training(bad)
 
 
-def test_embedded_plan_scores_everything_it_trains():
-    """The shipped plan's trained entries are exactly those of its training section."""
-    from llkl_db.builders.plans import shipped_plans
+def test_embedded_plan_scores_everything_it_trains(capsys):
+    """The shipped plan's trained entries are exactly those of its training section, as plan_yaml prints them."""
+    from llkl_db.builders.plan import read_plan
+    from llkl_db.builders.training import plan_yaml
 
-    raw = yaml.safe_load(Path(shipped_plans()["embedded"]).read_text())
+    raw, _ = read_plan("embedded")
     spec = parse_training(raw["training"])
     assert len({r.seed for r in spec.pretrain.runs}) >= 3
     assert spec.pretrain.steps[:11] == [0] + [2**i for i in range(10)]
     trained = [m for m in raw["models"] if str(m.get("source", "")).startswith(str(spec.out))]
     assert trained == plan_models(spec)
+    plan_yaml.main(["embedded"])
+    printed = yaml.safe_load("models:\n" + capsys.readouterr().out)["models"]
+    assert printed == trained
     jobs = load_plan("embedded").jobs
     ft = [j for j in jobs if j.model_id == "llkl-db/SmolLM2-135M-Instruct-bible"]
     assert len(ft) == 1 and ft[0].base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"

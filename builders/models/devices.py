@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from llkl_db.errors import LlklError
+from llkl_db.variants import DTYPE_NAMES
 
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
-from llkl_db.builders.models.devices import DTYPES, dtype_name, resolve_device, resolve_dtype
+from llkl_db.builders.models.devices import dtype_name, resolve_device, resolve_dtype
 from llkl_db.builders.models.failures import load_failure
 from llkl_db.builders.models.gguf_convert import convert_gguf, read_source
 from llkl_db.builders.models.hub import hub_info, snapshot_sha
 from llkl_db.builders.models.loaded import LoadedModel
-from llkl_db.builders.models.variants import BNB_VARIANTS, CAST_VARIANTS, apply_variant, variant_load_kwargs
+from llkl_db.builders.models.variants import apply_variant, check_variant, variant_load_kwargs
 from llkl_db.errors import LlklError
 
 __all__ = ["LoadedModel", "load_model"]
@@ -121,9 +121,8 @@ def load_model(
     """
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    extra = variant_load_kwargs(variant, dev)  # bitsandbytes: load-time config; raises on CPU
-    if variant in CAST_VARIANTS:
-        torch_dtype = DTYPES[variant]
+    spec = check_variant(variant)
+    extra = variant_load_kwargs(variant, dev)  # casts: their dtype; bitsandbytes: its config (raises on CPU)
     torch_dtype = extra.pop("dtype", torch_dtype)
     try:
         located = _locate(source, revision, gguf_file)
@@ -131,8 +130,9 @@ def load_model(
     except Exception as exc:  # noqa: BLE001 - a model that will not load is one line, never a traceback
         raise load_failure(source, exc) from None
     model.eval()
-    if variant not in BNB_VARIANTS:
+    if spec is None or spec.stage == "post-load":
         apply_variant(model, variant)  # gguf round trips run on CPU, before the move
+    if "device_map" not in extra:
         model.to(dev)
     return LoadedModel(
         model=model,

@@ -7,8 +7,10 @@ import torch
 from torch import nn
 
 from llkl_db.errors import LlklError
+from llkl_db.variants import VARIANTS
 
-GGUF_TYPES = {"q8_0": "Q8_0", "q5_0": "Q5_0", "q4_0": "Q4_0"}
+# Variant name -> gguf quantization type, from the registry.
+GGUF_TYPES = {v.name: v.gguf_type for v in VARIANTS.values() if v.kind == "gguf"}
 CHUNK_ELEMENTS = 1 << 24  # 64 MiB of float32 per chunk bounds the extra memory
 
 

@@ -18,7 +18,7 @@ from llkl_db.builders.scoring.batching import plan_batches
 from llkl_db.builders.scoring.head import OutputHead
 from llkl_db.builders.scoring.progress import TokenProgress
 from llkl_db.builders.scoring.windows import Window, text_windows
-from llkl_db.errors import LlklError
+from llkl_db.errors import BadValueError, LlklError
 
 DEFAULT_MAX_LENGTH = 2048
 
@@ -100,7 +100,7 @@ def score_texts(
                 _score_batch(model, head, batch, layers, sums, device)
             except torch.OutOfMemoryError:
                 if len(batch) == 1:
-                    raise LlklError("out of memory on a single window; lower --max-length") from None
+                    raise BadValueError("max_length", length, "out of memory on a single window; lower it") from None
                 size = max(1, len(batch) // 2)
                 if device.type == "cuda":
                     torch.cuda.empty_cache()

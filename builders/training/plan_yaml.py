@@ -16,13 +16,9 @@ def _flow(entry: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import yaml
+    from llkl_db.builders.plan import read_plan
 
-    from llkl_db.builders.plans import shipped_plans
-
-    name = (argv or sys.argv[1:] or ["embedded"])[0]
-    path = shipped_plans().get(name, name)
-    raw = yaml.safe_load(open(path, encoding="utf-8"))
+    raw, path = read_plan((argv or sys.argv[1:] or ["embedded"])[0])
     for entry in plan_models(parse_training(raw.get("training"), str(path))):
         print(f"  - {_flow(entry)}")
 

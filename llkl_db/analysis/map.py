@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from llkl_db import math as llmath
-from llkl_db.errors import LlklError
+from llkl_db.errors import BadValueError, LlklError
 
 from .colors import assign
 from .embedding import gram, pca, sq_distances, tsne
@@ -68,7 +68,7 @@ def _color_values(entries: pl.DataFrame, color: str) -> list:
         return [family_of(m) for m in entries["model_id"].to_list()]
     if color not in entries.columns or entries[color].dtype == pl.List:
         known = [c for c in entries.columns if c not in ("loglik", "n_tokens")] + list(DERIVED)
-        raise LlklError(f"--color {color!r}: not a column; use one of {', '.join(known)}")
+        raise BadValueError("color", color, f"not a column; use one of {', '.join(known)}")
     return entries[color].to_list()
 
 
@@ -88,7 +88,7 @@ def entry_map(ds, method: str = "pca", color: str = "model_type", perplexity: fl
     log-likelihood matrix (squared distances proportional to KL), coloured by ``color`` (any
     metadata column, or kind, source, family)."""
     if method not in METHODS:
-        raise LlklError(f"--method {method!r}: use one of {', '.join(METHODS)}")
+        raise BadValueError("method", method, f"use one of {', '.join(METHODS)}")
     if len(ds) < 2:
         raise LlklError(f"a map needs at least two entries, this view has {len(ds)}")
     entries = ds.entries

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llkl_db.errors import LlklError
+from llkl_db.errors import BadValueError, LlklError
 from llkl_db.escape import for_html, for_html_attribute, for_matplotlib
 from llkl_db.io.atomic import atomic_path, write_text_atomic
 
@@ -126,4 +126,4 @@ def write_map(m: EntryMap, out: Path, title: str | None = None) -> None:
     elif suffix in (".html", ".htm"):
         write_text_atomic(out, render_html(m, title))
     else:
-        raise LlklError(f"--out {out}: use a .png or .html file")
+        raise BadValueError("out", str(out), "use a .png or .html file")

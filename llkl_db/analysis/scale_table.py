@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from llkl_db.errors import LlklError
+from llkl_db.errors import BadValueError, LlklError
 from llkl_db.scale import REFERENCE_MEDIANS
 
 from .pairs import kl_pairs
@@ -40,7 +40,7 @@ def scale_table(ds, max_pairs: int = DEFAULT_MAX_PAIRS, seed: int = 0) -> ScaleT
     """The scale table of the dataset view ``ds``: settings with more than ``max_pairs`` pairs
     are estimated from that many random pairs (seeded)."""
     if max_pairs < 1:
-        raise LlklError(f"--max-pairs {max_pairs}: must be at least 1")
+        raise BadValueError("max_pairs", max_pairs, "must be at least 1")
     entries = ds.entries
     if len(ds) < 2:
         raise LlklError("the scale needs at least two entries")

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from llkl_db.variants import describe_variant, variant_setting
+
 from .runs import seed_group
 
 EARLY_FRACTION = 0.1
@@ -61,17 +63,6 @@ class Pairs:
 def family_of(model_id: str) -> str:
     """The model id lower-cased without a '-seedN' suffix and without size tokens ('-410m')."""
     return _SIZE.sub("", seed_group(model_id)).lower()
-
-
-def variant_setting(variant: str) -> str:
-    """The setting a variant's pair with its original belongs to ('8-bit quantization', ...)."""
-    v = variant.lower()
-    if v in ("bfloat16", "float16", "float32"):
-        return f"{v} cast"
-    match = re.search(r"(?:^q|bnb-|int|nf|fp)(\d)", v)
-    if match:
-        return f"{match.group(1)}-bit quantization"
-    return f"{variant} variant"
 
 
 def final_entries(entries: pl.DataFrame) -> pl.DataFrame:
@@ -120,16 +111,20 @@ def variant_pairs(entries: pl.DataFrame) -> dict[str, Pairs]:
     )
     joined = variants.join(originals, on=["model_id", "revision", "_layer"], how="inner")
     out: dict[str, tuple[list[int], list[int]]] = {}
+    order: dict[str, tuple[int, str]] = {}
     for variant, orig, row in zip(joined["variant"], joined["_orig"], joined["_row"], strict=True):
-        a, b = out.setdefault(variant_setting(variant), ([], []))
+        setting = variant_setting(variant)
+        a, b = out.setdefault(setting, ([], []))
         a.append(orig)
         b.append(row)
-    return {name: _pairs(*ab) for name, ab in sorted(out.items(), key=lambda kv: _bits_order(kv[0]))}
+        order[setting] = _variant_order(variant, setting)
+    return {name: _pairs(*ab) for name, ab in sorted(out.items(), key=lambda kv: order[kv[0]])}
 
 
-def _bits_order(name: str) -> tuple[int, str]:
-    match = re.match(r"(\d+)-bit", name)
-    return (-int(match.group(1)) if match else 0, name)
+def _variant_order(variant: str, setting: str) -> tuple[int, str]:
+    """Quantizations by falling bit width, then casts and variants of unknown width by name."""
+    v = describe_variant(variant)
+    return (-v.bits if v.kind != "cast" else 0, setting)
 
 
 def model_pairs(entries: pl.DataFrame) -> dict[str, Pairs]:

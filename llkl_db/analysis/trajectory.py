@@ -10,7 +10,7 @@ from itertools import combinations
 import numpy as np
 import polars as pl
 
-from llkl_db.errors import LlklError
+from llkl_db.errors import BadValueError, LlklError
 from llkl_db.io.tables import WEIGHT_DISTANCES
 
 from .exponent import DEFAULT_WINDOW, MIN_POINTS, window_fits, window_pairs
@@ -191,14 +191,14 @@ def trajectory(
     """The trajectory of ``model`` (a model id; models named MODEL-seedN are its seeds) in the
     dataset view ``ds``.
 
-    ``drop_jumps`` (the papers use 0.03) drops that fraction of texts with the largest jumps
+    ``drop_jumps`` (the papers use ``PAPER_FRACTION``) drops that fraction of texts with the largest jumps
     between consecutive checkpoints from ``warmup_step`` on (default: the paper's 2000/143000 of
     the final step) and recomputes B over the texts kept. ``weights``: True requires the
     weight-distance table, None uses it when present, False ignores it."""
     if window < 1:
-        raise LlklError(f"--window {window}: must be at least 1")
+        raise BadValueError("window", window, "must be at least 1")
     if not 0.0 <= drop_jumps < 1.0:
-        raise LlklError(f"--drop-jumps {drop_jumps}: expected a fraction in [0, 1)")
+        raise BadValueError("drop_jumps", drop_jumps, "expected a fraction in [0, 1)")
     entries = ds.entries
     runs = find_runs(entries, model, seed)
     x = ds.loglik  # clipped, rows of the view

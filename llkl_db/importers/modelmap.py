@@ -153,7 +153,7 @@ def _text_set(folder: Path, texts: Path | None, staging: Path):
     source = texts or _find(folder, TEXTS_FILE)
     if source is None:
         raise LlklError(
-            f"{folder}: no {TEXTS_FILE} here; pass --texts with the 2025 texts jsonl or a pile-10k text-set Parquet"
+            f"{folder}: no {TEXTS_FILE} here; name the 2025 texts jsonl or a pile-10k text-set Parquet (texts)"
         )
     source = Path(source)
     if source.suffix == ".parquet":

@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from llkl_db.errors import LlklError
+from llkl_db.errors import BadValueError, LlklError
 from llkl_db.schema import METADATA_FILE, SCHEMA_VERSION
 
 from .atomic import write_text_atomic
@@ -70,6 +70,8 @@ def read_metadata(root: Path) -> DatasetMetadata:
 
 def check_dataset_version(version: object, where: str) -> None:
     """Dataset versions are semantic: X.Y.Z."""
+    if where == "dataset_version" and not _SEMVER.match(str(version)):
+        raise BadValueError("dataset_version", version, "not X.Y.Z")
     if not _SEMVER.match(str(version)):
         raise LlklError(f"{where}: dataset_version {version!r} is not X.Y.Z")
 

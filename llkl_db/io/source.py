@@ -35,7 +35,7 @@ def resolve_source(source: str | os.PathLike | None, revision: str | None = None
     if source is None:
         path = embedded_dataset_path()
         if not path.is_dir():
-            raise LlklError(f"{path}: this install has no embedded dataset; pass --dataset")
+            raise LlklError(f"{path}: this install has no embedded dataset; name a dataset")
         return path
     text = os.fspath(source)
     if text.startswith(HF_PREFIX):

@@ -119,7 +119,7 @@ def publish(
     """
     folder = DatasetFolder(folder)
     if (repo_id is None) == (to is None):
-        raise LlklError("publish: give either a Hub repository (--repo ORG/NAME) or a local folder (--to DIR)")
+        raise LlklError("publish: give either a Hub repository (repo_id ORG/NAME) or a local folder (to)")
     if tag is not None:
         parse_tag(tag)  # refuse a bad tag before any work
     version, metadata = _prepare(folder, tag)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from llkl_db.errors import LlklError
+from llkl_db.errors import BadValueError, LlklError
 
 _VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 
@@ -20,7 +20,7 @@ def parse_version(text: str) -> tuple[int, int, int]:
 def parse_tag(tag: str) -> str:
     """``"v1.2.0"`` -> ``"1.2.0"``; a tag that is not vX.Y.Z is refused."""
     if not tag or not tag.startswith("v") or not _VERSION.match(tag[1:]):
-        raise LlklError(f"--tag {tag!r}: dataset versions are semantic, expected vX.Y.Z (e.g. v1.2.0)")
+        raise BadValueError("tag", tag, "dataset versions are semantic, expected vX.Y.Z (e.g. v1.2.0)")
     return tag[1:]
 
 
