@@ -402,9 +402,8 @@ def test_card_front_matter_cannot_be_injected_and_values_round_trip(tmp_path):
     from dataclasses import replace
 
     from llkl_db.card import render_card
-    from llkl_db.io.metadata import read_metadata
+    from llkl_db.io.folder import DatasetFolder
     from llkl_db.io.scores import write_scores
-    from llkl_db.io.vectors import TextSetKey, scan_entries, vector_files
 
     kind = "k\nconfigs:\n- config_name: pwn"
     contributor = "![img](http://x/a.png) <img src=x onerror=alert(1)> | `tick`"
@@ -414,10 +413,10 @@ def test_card_front_matter_cannot_be_injected_and_values_round_trip(tmp_path):
         row["contributor"] = contributor
     root = write_dataset(tmp_path / "ds", plausible_loglik(texts, 2), rows=rows, texts=texts, kind=kind)
     write_scores(root, [{"model_id": "org/model-000", "score": "s|`x`<b>", "value": 1.0, "source": "<i>src</i>"}])
-    meta = read_metadata(root)
-    entries = scan_entries(vector_files(root), meta.n_texts, TextSetKey(meta.text_set, meta.text_set_sha256), root)
+    folder = DatasetFolder(root)
+    meta = folder.metadata
     hostile_meta = replace(meta, text_set=YAML_INJECTION + "`|")
-    card = render_card(root, hostile_meta, entries, repo_id="org/name")
+    card = render_card(folder, hostile_meta, folder.entries(), repo_id="org/name")
 
     front = front_matter(card)
     assert set(front) == {"license", "pretty_name", "tags", "configs"}

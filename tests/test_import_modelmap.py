@@ -95,7 +95,7 @@ def test_text_set_parquet_can_be_passed(tmp_path):
     write_modelmap(tmp_path / "files", k=4)
     import_texts(tmp_path / "files" / "texts-10k-pile.jsonl", tmp_path / "pile-10k.parquet")
     (tmp_path / "files" / "texts-10k-pile.jsonl").rename(tmp_path / "elsewhere.jsonl")
-    with pytest.raises(LlklError, match="--texts"):
+    with pytest.raises(LlklError, match="name the 2025 texts jsonl"):
         import_modelmap(tmp_path / "files", tmp_path / "out")
     summary = import_modelmap(tmp_path / "files", tmp_path / "out", texts=tmp_path / "pile-10k.parquet")
     assert summary.n_entries == 4 and summary.text_set == "pile-10k"

@@ -71,7 +71,7 @@ def read_metadata(root: Path) -> DatasetMetadata:
 def check_dataset_version(version: object, where: str) -> None:
     """Dataset versions are semantic: X.Y.Z."""
     if where == "dataset_version" and not _SEMVER.match(str(version)):
-        raise BadValueError("dataset_version", version, "not X.Y.Z")
+        raise BadValueError("dataset_version", version, "is not X.Y.Z")
     if not _SEMVER.match(str(version)):
         raise LlklError(f"{where}: dataset_version {version!r} is not X.Y.Z")
 
