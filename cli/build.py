@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from llkl_db.cli import options
 from llkl_db.cli.errors import handle_errors
 from llkl_db.cli.output import note
 from llkl_db.errors import BadValueError, LlklError
@@ -106,11 +107,12 @@ def merge(
     recompute_clip: Annotated[
         bool, typer.Option(help="Recompute the clip threshold instead of keeping the recorded one.")
     ] = False,
+    overwrite: options.Overwrite = False,
 ) -> None:
     """Combine build outputs into a dataset folder, refusing duplicates and text-set mismatches."""
     from llkl_db.merge import merge as merge_folders
 
-    metadata = merge_folders(inputs, out, dataset_version=version, recompute_clip=recompute_clip)
+    metadata = merge_folders(inputs, out, dataset_version=version, recompute_clip=recompute_clip, overwrite=overwrite)
     layers = "" if metadata.layer_clip_threshold is None else f", layers {metadata.layer_clip_threshold:.3f}"
     note(
         f"{out}: dataset {metadata.dataset_version}, text set {metadata.text_set}, "

@@ -87,6 +87,7 @@ def publish(
         Optional[str],
         typer.Option("--previous", help="Previous version to diff against (default: the latest vX.Y.Z tag)."),
     ] = None,
+    overwrite: options.Overwrite = False,
     json: options.Json = False,
 ) -> None:
     """Validate, write the dataset card and changelog, upload (upload_folder) and tag a version."""
@@ -94,7 +95,7 @@ def publish(
     from llkl_db.validation import ValidationFailed
 
     try:
-        result = run(folder, repo, to=to, tag=tag, previous=previous)
+        result = run(folder, repo, to=to, tag=tag, previous=previous, overwrite=overwrite)
     except ValidationFailed as exc:
         _refused(exc, json)
     if json:

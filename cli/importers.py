@@ -29,12 +29,13 @@ def modelmap(
         ),
     ] = None,
     version: Annotated[Optional[str], typer.Option("--version", help="Dataset version X.Y.Z to record.")] = None,
+    overwrite: options.Overwrite = False,
     json: options.Json = False,
 ) -> None:
     """Convert the 1,018 models of arXiv 2502.16173 (pickles, loaded safely) into schema v1 on pile-10k."""
     from llkl_db.importers import import_modelmap
 
-    summary = import_modelmap(folder, out, texts=texts, dataset_version=version)
+    summary = import_modelmap(folder, out, texts=texts, dataset_version=version, overwrite=overwrite)
     if json:
         print_json(summary.to_dict())
         return

@@ -25,6 +25,12 @@ Where = Annotated[
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of a table.")]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite", help="Replace a target that is not a llkl-db dataset or text set (its files are deleted)."
+    ),
+]
 
 
 def open_dataset(dataset: str | None, revision: str | None = None, where: str | None = None):

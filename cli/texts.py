@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from llkl_db.cli.errors import handle_errors
-from llkl_db.cli.options import Json
+from llkl_db.cli.options import Json, Overwrite
 from llkl_db.cli.output import echo, print_json
 from llkl_db.errors import BadValueError
 
@@ -60,6 +60,7 @@ def build_mini(
     bible_dir: Annotated[OptPath, typer.Option("--bible-dir", help="SWORD module folder of engWEB2015eb.")] = None,
     jargon_file: Annotated[OptPath, typer.Option("--jargon-file", help="jargon.txt.gz of jargon-text.")] = None,
     fortunes_dir: Annotated[OptPath, typer.Option("--fortunes-dir", help="Folder of fortune files.")] = None,
+    overwrite: Overwrite = False,
     json: Json = False,
 ) -> None:
     """The offline mini text set from packaged corpora (Wikipedia, World English Bible, Jargon File, fortunes)."""
@@ -80,7 +81,7 @@ def build_mini(
         seed=seed,
         paths=paths,
     )
-    _report(build(out, params), out, json)
+    _report(build(out, params, overwrite=overwrite), out, json)
 
 
 @build_app.command("pile-10k")
@@ -92,6 +93,7 @@ def build_pile(
     n_sample: Annotated[int, typer.Option("--n-sample", help="Chunks drawn by random.sample.")] = 40_000,
     n_keep: Annotated[int, typer.Option("--n-keep", help="Chunks kept: the first of those drawn.")] = 10_000,
     seed: Seed = 42,
+    overwrite: Overwrite = False,
     json: Json = False,
 ) -> None:
     """The papers' reference set from monology/pile-uncopyrighted on the Hub (downloads the whole first train shard)."""
@@ -101,7 +103,7 @@ def build_pile(
 
     source = HubPile(revision=revision)
     params = PileParams(n_docs=n_docs, n_sample=n_sample, n_keep=n_keep, seed=seed)
-    _report(build(out, source, params, provenance_of=source.provenance), out, json)
+    _report(build(out, source, params, provenance_of=source.provenance, overwrite=overwrite), out, json)
 
 
 @app.command("import")
@@ -110,12 +112,13 @@ def import_(
     file: Annotated[Path, typer.Argument(help="texts-10k-pile.jsonl of shimo-lab/modelmap (1000models/data/text).")],
     out: Out,
     name: Annotated[str, typer.Option("--name", help="Name of the text set.")] = "pile-10k",
+    overwrite: Overwrite = False,
     json: Json = False,
 ) -> None:
     """Import the 2025 paper's published text set, so that vectors line up with its 1,018 models."""
     from llkl_db.textsets.modelmap import import_modelmap
 
-    _report(import_modelmap(file, out, name), out, json)
+    _report(import_modelmap(file, out, name, overwrite=overwrite), out, json)
 
 
 def register(parent: typer.Typer) -> None:

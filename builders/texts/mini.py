@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from llkl_db.errors import LlklError
+from llkl_db.io.texts import check_text_set_target
 from llkl_db.textsets.chunk import Chunk
 from llkl_db.textsets.chunking import chunk_document
 from llkl_db.textsets.output import write_chunks
@@ -67,9 +68,12 @@ def select_mini(params: MiniParams) -> tuple[list[Chunk], dict[str, Any]]:
     return chosen, corpora
 
 
-def build_mini(out: Path, params: MiniParams = MiniParams(), name: str = NAME) -> dict[str, Any]:
+def build_mini(
+    out: Path, params: MiniParams = MiniParams(), name: str = NAME, overwrite: bool = False
+) -> dict[str, Any]:
     """Build the mini text set at ``out`` (Parquet) with its sidecar ``out.with_suffix('.json')``;
-    return the sidecar record."""
+    return the sidecar record. An existing ``out`` that is not a text set needs ``overwrite``."""
+    check_text_set_target(out, overwrite)
     chosen, corpora = select_mini(params)
     recipe = {
         "builder": "llkl_db.builders.texts.mini",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from llkl_db.errors import LlklError
+from llkl_db.io.texts import check_text_set_target
 from llkl_db.textsets.chunk import Chunk
 from llkl_db.textsets.chunking import PILE_MAX_BYTES, PILE_MIN_BYTES, chunk_document
 from llkl_db.textsets.output import write_chunks
@@ -90,10 +91,13 @@ def build_pile(
     params: PileParams = PileParams(),
     provenance_of: Callable[[], Mapping[str, Any]] | None = None,
     name: str = NAME,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Build the Pile text set at ``out`` with its sidecar; return the sidecar record.
 
-    ``provenance_of()``, called after the documents were read, says what was read."""
+    ``provenance_of()``, called after the documents were read, says what was read. An existing
+    ``out`` that is not a text set needs ``overwrite``."""
+    check_text_set_target(out, overwrite)
     chosen = select_pile(documents, params)
     recipe = {"builder": "llkl_db.builders.texts.pile", **asdict(params)}
     corpora = dict(provenance_of()) if provenance_of else {}

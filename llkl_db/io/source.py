@@ -8,6 +8,8 @@ from pathlib import Path
 
 from llkl_db.errors import LlklError
 
+from . import swap
+
 HF_PREFIX = "hf://datasets/"
 
 
@@ -43,6 +45,8 @@ def resolve_source(source: str | os.PathLike | None, revision: str | None = None
 
         return download_dataset(*parse_hub_source(text, revision))
     path = Path(text).expanduser()
+    if not path.exists() and swap.journal_path(path.absolute()).is_file():
+        swap.recover(path.absolute())  # a writer was killed between its two renames
     if path.exists():
         if not path.is_dir():
             raise LlklError(f"{path}: a dataset is a folder, not a file")

@@ -39,7 +39,8 @@ def journal_path(target: Path) -> Path:
 def make_staging(target: Path) -> Path:
     """A new, empty staging folder beside ``target`` (same file system, so renames are atomic)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{STAGING_TAG}", dir=target.parent))
+    # The writer's pid in the name tells a later run whether the folder is still being filled.
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{STAGING_TAG}{os.getpid()}-", dir=target.parent))
     staging.chmod(0o777 & ~umask())  # mkdtemp makes it private; a dataset is an ordinary folder
     return staging
 
@@ -49,7 +50,7 @@ def swap_in(staging: Path, target: Path) -> None:
     if not target.exists():
         os.replace(staging, target)
         return
-    old = target.parent / f".{target.name}{OLD_TAG}{staging.name.rsplit('-', 1)[-1]}"
+    old = target.parent / f".{target.name}{OLD_TAG}{staging.name[len(target.name) + len(STAGING_TAG) + 1 :]}"
     journal = journal_path(target)
     write_text_atomic(journal, json.dumps({"staging": staging.name, "old": old.name}) + "\n")
     fault_point("swap:journal")
@@ -64,6 +65,7 @@ def swap_in(staging: Path, target: Path) -> None:
 
 def recover(target: Path) -> str | None:
     """Finish or undo a switch that a killed process left half done; say what was done."""
+    target = Path(os.path.abspath(target))
     journal = journal_path(target)
     if not journal.is_file():
         _remove_stale_staging(target)
@@ -73,7 +75,9 @@ def recover(target: Path) -> str | None:
         staging, old = target.parent / record["staging"], target.parent / record["old"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise LlklError(f"{journal}: unreadable switch journal ({type(exc).__name__}); remove it by hand") from None
-    if not (staging.name.startswith(f".{target.name}{STAGING_TAG}") and old.name.startswith(f".{target.name}{OLD_TAG}")):
+    if not (
+        staging.name.startswith(f".{target.name}{STAGING_TAG}") and old.name.startswith(f".{target.name}{OLD_TAG}")
+    ):
         raise LlklError(f"{journal}: the journal names folders that are not llkl-db's; remove it by hand")
     if target.exists():
         done = "finished" if old.exists() else "undone"
@@ -100,16 +104,21 @@ def _remove_stale_staging(target: Path) -> None:
     """Staging folders of writers that died before their switch (ours by name; nothing else)."""
     if not target.parent.is_dir():
         return
-    for stale in target.parent.glob(f".{target.name}{STAGING_TAG}*"):
-        if stale.is_dir() and not stale.is_symlink() and _older_than(stale, 60.0):
+    prefix = f".{target.name}{STAGING_TAG}"
+    for stale in target.parent.glob(f"{prefix}*"):
+        pid = stale.name[len(prefix) :].split("-", 1)[0]
+        if stale.is_dir() and not stale.is_symlink() and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def _older_than(path: Path, seconds: float) -> bool:
-    # A staging folder a live writer is still filling is young: leave it to that writer.
-    import time
-
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (a staging folder it fills is not stale)."""
+    if pid == os.getpid():
+        return True
     try:
-        return time.time() - path.stat().st_mtime > seconds
-    except OSError:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
+    except PermissionError:
+        return True
+    return True

@@ -36,6 +36,26 @@ def text_set_sha256(texts: Iterable[str]) -> str:
     return h.hexdigest()
 
 
+def check_text_set_target(path: Path, overwrite: bool = False) -> None:
+    """Refuse to replace a file that is not a text set (nor its provenance sidecar) unless
+    ``overwrite``: a writer never deletes what it did not write."""
+    path = Path(path)
+    sidecar = path.with_suffix(".json")
+    for target in (path, sidecar):
+        if target.exists() and not target.is_file():
+            raise LlklError(f"{target}: exists and is not a regular file")
+    if overwrite or not path.exists():
+        if not overwrite and sidecar.exists():
+            raise LlklError(f"{sidecar}: exists beside no text set; remove it or overwrite explicitly")
+        return
+    try:
+        read_texts(path)
+    except LlklError:
+        raise LlklError(
+            f"{path}: exists and is not a text set; choose another file, or overwrite it explicitly"
+        ) from None
+
+
 def write_texts(path: Path, texts: Sequence[str], sources: Sequence[str], **provenance: Sequence) -> str:
     """Write a text set atomically and return its sha256. ``provenance`` holds optional columns
     of the schema (doc_id, chunk_idx, license), each one value per text."""

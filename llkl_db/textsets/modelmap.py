@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from llkl_db.errors import LlklError
+from llkl_db.io.texts import check_text_set_target
 
 from .chunk import Chunk
 from .output import write_chunks
@@ -76,8 +77,10 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def import_modelmap(path: Path, out: Path, name: str = "pile-10k") -> dict[str, Any]:
-    """Write the published text set at ``path`` as the text set ``name`` at ``out``."""
+def import_modelmap(path: Path, out: Path, name: str = "pile-10k", overwrite: bool = False) -> dict[str, Any]:
+    """Write the published text set at ``path`` as the text set ``name`` at ``out`` (an existing
+    ``out`` that is not a text set needs ``overwrite``)."""
+    check_text_set_target(out, overwrite)
     chunks = read_modelmap(Path(path))
     recipe = {
         "builder": "llkl_db.textsets.modelmap",
