@@ -76,7 +76,7 @@ def render_card(
         text_set=for_markdown_code_block(metadata.text_set),  # in the fenced examples
         text_set_cell=for_markdown_code_span(metadata.text_set, table=True),
         text_set_sha256_cell=for_markdown_code_span(metadata.text_set_sha256, table=True),
-        text_file_code=for_markdown_code_span(f"texts/{metadata.text_set}.parquet"),
+        text_file_code=for_markdown_code_span(relative(texts_file)),
         n_texts=metadata.n_texts,
         mean_text_bytes=f"{metadata.mean_text_bytes:.1f}",
         n_entries=entries.height,
