@@ -291,14 +291,17 @@ def test_import_orders_by_index(tmp_path):
     ],
 )
 def test_import_of_broken_files_fails_with_one_line_and_writes_nothing(tmp_path, name, message):
+    from llkl_db.io.texts import write_texts
+
     out = tmp_path / "pile-10k.parquet"
-    out.write_bytes(b"previous content")
+    write_texts(out, ["a previous text set"], ["test"])  # a text set of ours: it may be replaced, but not broken
+    previous = out.read_bytes()
     result = runner.invoke(app, ["texts", "import", str(DATA / name), "--out", str(out)])
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("Error: ") and message in result.stderr
-    assert out.read_bytes() == b"previous content"
+    assert out.read_bytes() == previous
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pile-10k.parquet"]
 
 
