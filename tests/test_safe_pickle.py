@@ -139,6 +139,12 @@ def test_gadget_inside_plain_data_and_after_a_real_array(tmp_path):
     assert not sentinel.exists()
 
 
+def test_a_global_name_with_a_newline_is_reported_on_one_line(tmp_path):
+    path = write(tmp_path, PROTO4 + call(stack_glob("os\nfake", "system\r\nx"), text("true")) + STOP)
+    for loader in LOADERS:
+        refused(path, r"refused global os fake\.system  x", loader)
+
+
 def test_only_inert_placeholders_are_handed_to_the_unpickler():
     for (module, name), found in safe_pickle._GLOBALS.items():
         assert type(found).__module__ == safe_pickle.__name__ or found.__module__ == safe_pickle.__name__, (

@@ -1,14 +1,10 @@
-"""Loading pickles that should hold only numpy arrays, dtypes, scalars and plain containers.
+"""Loading pickles of numbers (numpy arrays, dtypes, scalars in plain containers) without running them:
+nothing a file names is called, arrays are rebuilt from checked dtypes and byte counts, in a child process.
 
-A pickle is a program: ``pickle.load`` calls whatever global the file names (``os.system`` as
-easily as ``numpy.ndarray``), and even numpy's own rebuilders trust the dtype state they are given.
-Here nothing that a file names is ever called: :class:`SafeUnpickler` maps the globals of numpy
-pickles to inert placeholders that record their arguments, and arrays are rebuilt afterwards with
-``np.frombuffer`` from a checked plain numeric dtype and a checked byte count. An opcode scan first
-refuses out-of-band buffers, sets, extensions and huge memo indices; the walk after loading refuses
-cycles and shared lists or dicts and caps its work by the file size. :func:`load_pickle` does all of
-it in a child process under CPU and memory limits derived from the file size and gets back only
-checked plain data; :func:`load_pickle_in_process` is the same work without the child.
+A pickle is a program, and numpy's own rebuilders trust the dtype state they are given (a
+structured dtype with an object field is a segfault). :class:`SafeUnpickler` maps numpy's pickle
+globals to inert placeholders; :func:`scan` checks the opcodes first and :class:`_Walker` the
+result, with work bounded by the file size.
 """
 
 from __future__ import annotations
@@ -102,6 +98,11 @@ _PAYLOAD_OPCODES = {
 
 class Refused(Exception):
     """A pickle that is refused: the message says why, in one line, without the file name."""
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """A message from pickle data (names may hold newlines) as one printable line."""
+    return "".join(c if c.isprintable() else " " for c in text[:limit])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,10 +320,8 @@ def _holds_array(key: Any) -> bool:
 
 
 class _Walker:
-    """Checks the loaded value and turns placeholders into :class:`ArrayData` and friends.
-
-    Lists and dicts may be reached once only (no cycles, no shared references); tuples of values
-    without lists or dicts may be shared, and each reach counts their full size against the budget."""
+    """Checks the loaded value and turns placeholders into :class:`ArrayData` and friends: lists and
+    dicts are reached once only (no cycles, no sharing); a shared tuple costs its full size each time."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
@@ -467,11 +466,8 @@ class _Clamped:
 
 
 def scan(file: BinaryIO, size: int) -> tuple[int, int]:
-    """Check every opcode before anything is built; return (payload bytes, other bytes).
-
-    Linear in the file size: refuses opcodes that numpy pickles of numbers never use, memo
-    indices beyond the opcodes seen (the C unpickler sizes its memo by the largest index),
-    integers beyond 64 bits and frames longer than the file."""
+    """Check every opcode before anything is built (linear in the file size); return (payload bytes,
+    other bytes). Memo indices are bounded because the C unpickler sizes its memo by the largest one."""
     payload = ops = 0
     try:
         for op, arg, pos in pickletools.genops(_Clamped(file, size)):
@@ -564,7 +560,7 @@ def load_pickle_in_process(path: str | Path) -> Any:
     except OSError as exc:
         raise _read_error(path, exc) from None
     except Refused as exc:
-        raise LlklError(f"{path}: {exc}") from None
+        raise LlklError(f"{path}: {_one_line(str(exc))}") from None
     except MemoryError:
         raise LlklError(f"{path}: not enough memory to unpickle it") from None
     except RecursionError:
@@ -811,7 +807,7 @@ def _child_main(argv: list[str]) -> None:
         encoder = _Encoder()
         encoder.encode(checked)
     except Refused as exc:
-        out.write(b"E" + str(exc).encode("utf-8", "replace"))
+        out.write(b"E" + _one_line(str(exc)).encode("utf-8", "replace"))
         out.flush()
         return
     except MemoryError:
@@ -877,7 +873,7 @@ def _death(path: Path, returncode: int, limits: dict[str, int], stderr: bytes, t
             )
         return LlklError(f"{path}: the unpickler was killed ({name}); the file is not a safe pickle of numbers")
     lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-    last = lines[-1].strip()[:200] if lines else "no message"
+    last = _one_line(lines[-1].strip(), 200) if lines else "no message"
     if "MemoryError" in last:
         return LlklError(f"{path}: the unpickler ran out of memory (limit {limits['memory'] >> 20} MB)")
     return LlklError(f"{path}: the unpickler failed (exit code {returncode}: {last})")
@@ -929,8 +925,7 @@ def _load_in_child(path: Path, size: int) -> Any:
             stderr.seek(0)
             raise _death(path, returncode, limits, stderr.read()[-4096:], timed_out.is_set())
     if status == b"E":
-        text = message.decode("utf-8", "replace").splitlines()
-        raise LlklError(f"{path}: {text[0] if text else 'refused'}")
+        raise LlklError(f"{path}: {_one_line(message.decode('utf-8', 'replace')) or 'refused'}")
     if status == b"M":
         raise LlklError(f"{path}: the unpickler ran out of memory (limit {limits['memory'] >> 20} MB)")
     if status != b"O" or not complete:
@@ -946,10 +941,8 @@ def _load_in_child(path: Path, size: int) -> Any:
 
 
 def load_pickle(path: str | Path) -> Any:
-    """Load a pickle of numbers safely: numpy arrays, dtypes and scalars in plain containers.
-
-    Runs in a child process under CPU and memory limits; any refusal or death of the child is a
-    one-line :class:`LlklError` naming the file."""
+    """Load a pickle of numbers safely, in a child process under CPU and memory limits; a refusal or
+    the child's death is a one-line :class:`LlklError` naming the file."""
     path = Path(path)
     try:
         size = path.stat().st_size
