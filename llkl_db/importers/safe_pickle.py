@@ -28,7 +28,8 @@ from llkl_db.errors import LlklError
 
 MAX_DEPTH = 100  # nesting of containers (the 2025 files nest 4 deep)
 MAX_NDIM = 32  # numpy 1.x's own limit
-VISITS_BASE = 10_000  # values the post-load walk may visit, plus VISITS_PER_BYTE per file byte
+VISITS_BASE = 10_000  # values the post-load walk may visit, plus VISITS_PER_BYTE per byte of opcodes
+# (every value costs at least one byte that is not string or bytes data)
 VISITS_PER_BYTE = 4
 _INT_BOUND = 1 << 63  # integers must fit in 64 bits: no quadratic hash collisions of huge ints
 _BASE_MEMORY = 256 << 20  # the child's interpreter before any data (about 16 MB in practice)
@@ -508,7 +509,7 @@ def _load_checked(file: BinaryIO, size: int, source: str, after_scan: Any = None
         ) from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, struct.error) as exc:
         raise Refused(f"not a readable pickle ({type(exc).__name__}: {str(exc)[:120]})") from None
-    walker = _Walker(VISITS_BASE + VISITS_PER_BYTE * size)
+    walker = _Walker(VISITS_BASE + VISITS_PER_BYTE * structure)
     try:
         return walker.walk(loaded)
     finally:
