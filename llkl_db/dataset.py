@@ -254,6 +254,16 @@ class Dataset:
             .sort("model_id")
         )
 
+    def _clip_facts(self) -> dict:
+        """``clip_applied_<group>`` and ``clip_source_<group>``; the vectors are read only when a
+        threshold is not recorded (null: computed on open)."""
+        recorded = {"outputs": self.metadata.clip_threshold, "layers": self.metadata.layer_clip_threshold}
+        sources = self.clip_sources
+        applied = self.clip_thresholds if "computed" in sources.values() else recorded
+        out: dict = {f"clip_applied_{name}": float(applied[name]) for name in sources}
+        out.update({f"clip_source_{name}": source for name, source in sources.items()})
+        return out
+
     def info(self) -> dict:
         """Dataset version, text set, N, B, K, clip thresholds and size on disk. ``clip_threshold``
         and ``layer_clip_threshold`` are the recorded values (null: computed on open);
@@ -274,8 +284,7 @@ class Dataset:
             "clip_threshold": meta.clip_threshold,
             "layer_clip_threshold": meta.layer_clip_threshold,
             "clip_percentile": meta.clip_percentile,
-            **{f"clip_applied_{name}": value for name, value in self.clip_thresholds.items()},
-            **{f"clip_source_{name}": source for name, source in self.clip_sources.items()},
+            **self._clip_facts(),
             "vector_files": len(files),
             "size_bytes": sum(f.stat().st_size for f in files),
         }
