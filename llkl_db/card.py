@@ -101,7 +101,10 @@ def render_card(
 def _licences(texts_path: Path) -> str:
     if not texts_path.is_file():
         return "- (no text file in this folder)"
-    df = pl.read_parquet(texts_path, columns=["source", "license"])
+    from llkl_db.io.parquet import read_frame
+    from llkl_db.io.texts import MAX_TEXT_SET_BYTES
+
+    df = read_frame(texts_path, columns=["source", "license"], max_bytes=MAX_TEXT_SET_BYTES, what="Parquet text set")
     rows = df.group_by("source", maintain_order=True).agg(pl.col("license").drop_nulls().first(), pl.len())
     return "\n".join(
         f"- {for_markdown(r['source'])} ({r['len']} texts): {for_markdown(r['license'] or 'see source')}"
@@ -135,7 +138,9 @@ def _vector_sources(entries: pl.DataFrame) -> str:
 def _tables_section(path: Path) -> str:
     if not path.is_file():
         return ""
-    df = pl.read_parquet(path, columns=["model_id", "score", "source"])
+    from llkl_db.io.parquet import read_frame
+
+    df = read_frame(path, columns=["model_id", "score", "source"])
     scores = df.group_by("score").agg(pl.len(), pl.col("source").drop_nulls().first()).sort("score")
     lines = [
         "## Model scores",

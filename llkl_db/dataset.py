@@ -135,6 +135,17 @@ class Dataset:
             names[int(g)]: float(store.row_thresholds[store.row_groups == g][0]) for g in np.unique(store.row_groups)
         }
 
+    @property
+    def clip_sources(self) -> dict[str, str]:
+        """Where each threshold of :attr:`clip_thresholds` comes from: 'recorded' in llkl-db.json,
+        or 'computed' on open (the recorded value is null: the clip_percentile of the group's values)."""
+        store = self._store
+        recorded = {0: self.metadata.clip_threshold, 1: self.metadata.layer_clip_threshold}
+        names = {0: "outputs", 1: "layers"}
+        return {
+            names[int(g)]: "computed" if recorded[int(g)] is None else "recorded" for g in np.unique(store.row_groups)
+        }
+
     def __len__(self) -> int:
         return int(self._rows.size)
 
@@ -243,8 +254,21 @@ class Dataset:
             .sort("model_id")
         )
 
+    def _clip_facts(self) -> dict:
+        """``clip_applied_<group>`` and ``clip_source_<group>``; the vectors are read only when a
+        threshold is not recorded (null: computed on open)."""
+        recorded = {"outputs": self.metadata.clip_threshold, "layers": self.metadata.layer_clip_threshold}
+        sources = self.clip_sources
+        applied = self.clip_thresholds if "computed" in sources.values() else recorded
+        out: dict = {f"clip_applied_{name}": float(applied[name]) for name in sources}
+        out.update({f"clip_source_{name}": source for name, source in sources.items()})
+        return out
+
     def info(self) -> dict:
-        """Dataset version, text set, N, B, K, clip threshold and size on disk."""
+        """Dataset version, text set, N, B, K, clip thresholds and size on disk. ``clip_threshold``
+        and ``layer_clip_threshold`` are the recorded values (null: computed on open);
+        ``clip_applied_<group>`` are the thresholds queries use and ``clip_source_<group>`` says
+        whether each was recorded or computed (reads the vectors when one is computed)."""
         meta = self.metadata
         files = self.folder.vector_files()
         return {
@@ -260,6 +284,7 @@ class Dataset:
             "clip_threshold": meta.clip_threshold,
             "layer_clip_threshold": meta.layer_clip_threshold,
             "clip_percentile": meta.clip_percentile,
+            **self._clip_facts(),
             "vector_files": len(files),
             "size_bytes": sum(f.stat().st_size for f in files),
         }

@@ -15,8 +15,9 @@ from llkl_db.card import render_card
 from llkl_db.errors import LlklError
 from llkl_db.io.folder import ROWS_PER_GROUP, DatasetFolder, replacing
 from llkl_db.io.metadata import DatasetMetadata, check_dataset_version
+from llkl_db.io.parquet import guarded
 from llkl_db.io.tables import merge_tables
-from llkl_db.io.vectors import scan_entries
+from llkl_db.io.vectors import check_vector_footer, scan_entries
 from llkl_db.schema import arrow_schema
 
 
@@ -86,7 +87,9 @@ def _write_compacted(sources: list[DatasetFolder], staging: DatasetFolder) -> No
         for f in folder.vector_files():
             parts = f.relative_to(folder.vectors_dir).parts
             kind = parts[0] if len(parts) > 1 else "models"
-            table = pq.read_table(f)
+            check_vector_footer(f, staging.n_texts)
+            with guarded(f):
+                table = pq.read_table(f)
             columns = [
                 table[name] if name in table.column_names else pa.nulls(table.num_rows, schema.field(name).type)
                 for name in schema.names

@@ -134,7 +134,12 @@ class DatasetFolder:
 
     def table_files(self) -> list[Path]:
         """The optional tables present (``tables/*.parquet``)."""
-        return sorted(p for p in (self.root / TABLES_DIR).glob("*.parquet") if p.is_file())
+        from .parquet import check_regular
+
+        files = sorted((self.root / TABLES_DIR).glob("*.parquet"))
+        for path in files:
+            check_regular(path)
+        return files
 
     # --- what is here ------------------------------------------------------------------------
     def is_dataset(self) -> bool:
@@ -166,16 +171,27 @@ class DatasetFolder:
     def text_set_file(self) -> Path:
         """The folder's one text set file."""
         files = sorted(self.texts_dir.glob("*.parquet")) if self.texts_dir.is_dir() else []
+        if len(files) == 1:
+            from .parquet import check_regular
+
+            check_regular(files[0])
         if len(files) != 1:
             raise LlklError(f"{self.texts_dir}: expected exactly one text set (*.parquet), found {len(files)}")
         return files[0]
 
     @cached_property
     def text_set(self) -> TextSet:
-        """The texts of the folder, hashed once."""
+        """The texts of the folder, hashed once. In a dataset whose metadata reads, the file must
+        hold exactly its ``n_texts`` rows (checked on the footer, before the texts are read)."""
         from llkl_db.textsets import read_text_set
 
-        return read_text_set(self.text_set_file())
+        expected = None
+        if self.is_dataset():
+            try:
+                expected = self.metadata.n_texts
+            except LlklError:
+                expected = None  # the metadata's own problem is reported where it is read
+        return read_text_set(self.text_set_file(), n_texts=expected)
 
     @property
     def text_set_key(self) -> TextSetKey:
@@ -189,8 +205,12 @@ class DatasetFolder:
         return self.metadata.n_texts if self.is_dataset() else len(self.text_set)
 
     def vector_files(self) -> list[Path]:
-        """The vector files, sorted."""
-        return sorted(self.vectors_dir.rglob("*.parquet")) if self.vectors_dir.is_dir() else []
+        """The vector files, sorted: regular files only (symlinks followed). A ``*.parquet`` that is
+        a FIFO, device or socket, or a subfolder that cannot be listed, is a one-line LlklError
+        (:func:`llkl_db.io.parquet.list_files`), so no reader loads part of a dataset silently."""
+        from .parquet import list_files
+
+        return list_files(self.vectors_dir) if self.vectors_dir.is_dir() else []
 
     def entries(self) -> pl.DataFrame:
         """Metadata of every entry (no vectors), with the file each comes from, checked: one text

@@ -29,10 +29,9 @@ def read_scores(root: Path):
         return pl.DataFrame(
             schema={"model_id": pl.String, "score": pl.String, "value": pl.Float64, "source": pl.String}
         )
-    try:
-        df = pl.read_parquet(path)
-    except Exception as exc:
-        raise LlklError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
+    from .parquet import read_frame
+
+    df = read_frame(path)
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise LlklError(f"{path}: missing column(s) {', '.join(missing)}")

@@ -40,13 +40,10 @@ def write_table(path: Path, name: str, rows) -> None:
 
 def read_table(path: Path, name: str):
     """Read table ``name`` from ``path`` (a Polars DataFrame), checking its version and columns."""
-    import polars as pl
+    from .parquet import read_footer, read_frame
 
-    try:
-        version = pl.read_parquet_metadata(path).get(PARQUET_VERSION_KEY.decode())
-        frame = pl.read_parquet(path)
-    except Exception as exc:
-        raise LlklError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0][:200]})") from None
+    version = read_footer(path).metadata.get(PARQUET_VERSION_KEY.decode())
+    frame = read_frame(path)
     if version != str(SCHEMA_VERSION):
         raise LlklError(f"{path}: schema version {version or 'missing'}, this llkl-db reads version {SCHEMA_VERSION}")
     missing = [c for c in field_names(name) if c not in frame.columns]

@@ -82,14 +82,17 @@ def write_texts(path: Path, texts: Sequence[str], sources: Sequence[str], **prov
     return text_set_sha256(texts)
 
 
-def read_texts(path: Path):
-    """Read a text set as a Polars DataFrame, checking ids run 0..N-1."""
-    import polars as pl
+# A text set holds at most this many texts, decompressing to at most MAX_TEXT_SET_BYTES.
+MAX_TEXTS = 1_000_000
+MAX_TEXT_SET_BYTES = 1 << 30
 
-    try:
-        df = pl.read_parquet(path)
-    except Exception as exc:  # polars raises several types for unreadable files
-        raise LlklError(f"{path}: not a readable Parquet text set ({type(exc).__name__})") from None
+
+def read_texts(path: Path, n_texts: int | None = None):
+    """Read a text set as a Polars DataFrame, checking ids run 0..N-1. With ``n_texts`` the
+    footer must claim exactly that many rows; the footer is checked before any text is read."""
+    from .parquet import read_frame
+
+    df = read_frame(path, rows=n_texts, max_rows=MAX_TEXTS, max_bytes=MAX_TEXT_SET_BYTES, what="Parquet text set")
     missing = [c for c in ("text_id", "text", "n_bytes", "source") if c not in df.columns]
     if missing:
         raise LlklError(f"{path}: missing column(s) {', '.join(missing)}")

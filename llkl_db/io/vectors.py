@@ -11,11 +11,42 @@ from llkl_db.errors import LlklError
 from llkl_db.schema import PARQUET_VERSION_KEY, SCHEMA_VERSION, arrow_schema, field_names
 
 from .atomic import atomic_path
+from .parquet import check_footer, check_regular, guarded, read_footer
 from .texts import TextSetKey
 
 VECTOR_DIR = "vectors"
 METADATA_COLUMNS = [c for c in field_names("vectors") if c not in ("loglik", "n_tokens")]
 FILE_COLUMN = "_file"
+# A log-likelihood is at most 0; values up to MAX_LOGLIK are float rounding, larger ones are refused.
+MAX_LOGLIK = 1e-3
+# Limits checked on a vector file's footer before any column is decoded (see vector_file_limits).
+MAX_ENTRIES_PER_FILE = 100_000
+MAX_VALUES_PER_FILE = 2**28  # entries x N: 1 GiB of float32 log-likelihoods
+ROW_METADATA_BYTES = 64 * 1024  # metadata columns of one entry, uncompressed
+FILE_SLACK_BYTES = 1 << 20
+
+
+def vector_file_limits(n_texts: int) -> tuple[int, int]:
+    """The most entries a vector file of N texts may hold, and the most bytes an entry may
+    decompress to: its loglik (float32) and n_tokens (int32) vectors with 50% headroom for the
+    Parquet encoding, plus ROW_METADATA_BYTES of metadata. A file may also use FILE_SLACK_BYTES."""
+    max_rows = max(1, min(MAX_ENTRIES_PER_FILE, MAX_VALUES_PER_FILE // max(n_texts, 1)))
+    return max_rows, int(n_texts * 8 * 1.5) + ROW_METADATA_BYTES
+
+
+def check_vector_footer(path: Path, n_texts: int) -> dict[str, str]:
+    """Read a vector file's footer and refuse one that claims more entries or bytes than
+    :func:`vector_file_limits` allows. Returns the footer's key-value metadata."""
+    footer = read_footer(path, "Parquet file")
+    max_rows, row_bytes = vector_file_limits(n_texts)
+    check_footer(
+        path,
+        footer,
+        max_rows=max_rows,
+        max_bytes=footer.num_rows * row_bytes + FILE_SLACK_BYTES,
+        what="vector file",
+    )
+    return footer.metadata
 
 
 def entry_id(model_id: str, revision: str, layer: int | None = None, variant: str | None = None) -> str:
@@ -56,20 +87,22 @@ def write_vectors(path: Path, rows: Sequence[dict], n_texts: int) -> None:
 
 
 def vector_files(root: Path) -> list[Path]:
-    """The vector files of a dataset folder, sorted."""
-    return sorted((root / VECTOR_DIR).rglob("*.parquet"))
+    """The vector files of a dataset folder, sorted (regular files only; see :func:`list_files`)."""
+    from .parquet import list_files
+
+    folder = root / VECTOR_DIR
+    return list_files(folder) if folder.is_dir() else []
 
 
 def check_file_schema(path: Path, n_texts: int) -> list[str]:
-    """Check one file's footer: readable, our schema version, the columns and vector length.
-    Returns the file's column names. (Polars reads the footer: pyarrow is not imported to query.)"""
+    """Check one file's footer: a regular file, readable, within the size limits of
+    :func:`vector_file_limits`, our schema version, the columns and vector length.
+    Returns the file's column names."""
     import polars as pl
 
-    try:
-        metadata = pl.read_parquet_metadata(path)
+    metadata = check_vector_footer(path, n_texts)
+    with guarded(path):
         schema = pl.read_parquet_schema(path)
-    except Exception as exc:
-        raise LlklError(f"{path}: not a readable Parquet file ({_short(exc)})") from None
     version = metadata.get(PARQUET_VERSION_KEY.decode())
     if version != str(SCHEMA_VERSION):
         shown = version if version else "missing"
@@ -85,10 +118,6 @@ def check_file_schema(path: Path, n_texts: int) -> list[str]:
     return list(schema.names())
 
 
-def _short(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-
-
 def scan_entries(files: list[Path], n_texts: int, text_set: TextSetKey, root: Path | None = None):
     """Read the metadata columns of all files into one DataFrame (with a ``_file`` column),
     rejecting unreadable files, other text sets, duplicate entry ids and an empty result."""
@@ -100,10 +129,8 @@ def scan_entries(files: list[Path], n_texts: int, text_set: TextSetKey, root: Pa
     frames = []
     for path in files:
         names = check_file_schema(path, n_texts)
-        try:
+        with guarded(path):
             df = pl.read_parquet(path, columns=[c for c in METADATA_COLUMNS if c in names])
-        except Exception as exc:
-            raise LlklError(f"{path}: not a readable Parquet file ({_short(exc)})") from None
         frames.append(df.with_columns(pl.lit(str(path)).alias(FILE_COLUMN)))
     entries = pl.concat(frames, how="diagonal_relaxed")
     for column in METADATA_COLUMNS:
@@ -130,7 +157,8 @@ def scan_entries(files: list[Path], n_texts: int, text_set: TextSetKey, root: Pa
 
 def read_loglik(entries, n_texts: int) -> np.ndarray:
     """The K x N float32 matrix of ``entries`` (a frame from :func:`scan_entries`), in row order,
-    rejecting NaN and infinite values with the file and entry named."""
+    rejecting NaN and infinite values, and values above MAX_LOGLIK (a log-likelihood is at most
+    0), with the file, entry and text named."""
     import polars as pl
 
     out = np.empty((entries.height, n_texts), dtype=np.float32)
@@ -138,12 +166,12 @@ def read_loglik(entries, n_texts: int) -> np.ndarray:
     for file, group in positions.group_by(FILE_COLUMN, maintain_order=True):
         path = file[0]
         ids = group["entry_id"]
-        if not Path(path).is_file():
+        if not Path(path).exists():
             raise LlklError(f"{path}: missing vector file (removed since the dataset was opened?)")
-        try:
+        check_regular(path)
+        check_vector_footer(Path(path), n_texts)  # the file may have changed since it was scanned
+        with guarded(path):
             df = pl.read_parquet(path, columns=["entry_id", "loglik"])
-        except Exception as exc:
-            raise LlklError(f"{path}: not a readable Parquet file ({_short(exc)})") from None
         if df.height != ids.len():
             df = df.filter(pl.col("entry_id").is_in(ids.implode()))
         df = ids.to_frame().join(df, on="entry_id", how="left", maintain_order="left")
@@ -155,6 +183,14 @@ def read_loglik(entries, n_texts: int) -> np.ndarray:
             row = int(np.flatnonzero(bad.any(axis=1))[0])
             raise LlklError(
                 f"{path}: entry {ids[row]} has {int(bad[row].sum())} non-finite log-likelihood value(s) (NaN or inf)"
+            )
+        positive = block > MAX_LOGLIK
+        if positive.any():
+            row = int(np.flatnonzero(positive.any(axis=1))[0])
+            text = int(np.flatnonzero(positive[row])[0])
+            raise LlklError(
+                f"{path}: entry {ids[row]} has a positive log-likelihood {float(block[row, text]):.6g} at text "
+                f"{text} ({int(positive[row].sum())} value(s) above {MAX_LOGLIK}); a log-likelihood is at most 0"
             )
         out[group["_pos"].to_numpy()] = block
     return out

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llkl_db.errors import LlklError
+from llkl_db.io.parquet import short
 
 from .hubapi import REPO_TYPE, get_api, hub_call
 
@@ -55,6 +56,14 @@ def review(repo_id: str, *, merge: bool = False, api: Any = None, token: str | N
             report = validate(folder)
         except LlklError as exc:
             result.problems = [str(exc)]
+            results.append(result)
+            continue
+        except BaseException as exc:  # noqa: BLE001 - one PR's failure must not stop the review
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            # A bug or a library panic (Polars' PanicException is a BaseException) on this PR's
+            # files: report it for this pull request and go on to the next one.
+            result.problems = [f"{revision}: validation failed ({type(exc).__name__}: {short(exc)})"]
             results.append(result)
             continue
         result.ok, result.n_entries = report.ok, len(report.entries)

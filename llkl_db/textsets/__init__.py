@@ -54,9 +54,10 @@ class TextSet:
         return len(self.texts)
 
 
-def read_text_set(path: Path) -> TextSet:
-    """Read a text-set Parquet file, named after its file, and hash its texts once."""
-    frame = read_texts(path)
+def read_text_set(path: Path, n_texts: int | None = None) -> TextSet:
+    """Read a text-set Parquet file, named after its file, and hash its texts once (with
+    ``n_texts``, refusing a file of another length before reading it)."""
+    frame = read_texts(path, n_texts)
     texts = frame["text"].to_list()
     return TextSet(name=Path(path).stem, sha256=text_set_sha256(texts), texts=texts, path=Path(path))
 

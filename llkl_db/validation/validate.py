@@ -75,8 +75,12 @@ def validate(
 
 
 def _check_texts(folder: DatasetFolder, report: ValidationReport) -> TextSet | None:
+    from llkl_db.textsets import read_text_set
+
     try:
-        texts = folder.text_set
+        # Not folder.text_set, which also refuses a length other than the metadata's n_texts:
+        # here that mismatch is reported on llkl-db.json, beside the other metadata checks.
+        texts = read_text_set(folder.text_set_file())
     except LlklError as exc:
         report.add(folder.texts_dir, str(exc).removeprefix(f"{folder.texts_dir}: "))
         return None
@@ -117,9 +121,14 @@ def _check_vectors(
     """Per-entry checks; returns the vectors by entry id (for a recompute check)."""
     import polars as pl
 
+    from llkl_db.io.parquet import guarded
     from llkl_db.io.vectors import check_file_schema
 
-    files = folder.vector_files()
+    try:
+        files = folder.vector_files()
+    except LlklError as exc:
+        report.add(folder.vectors_dir, str(exc))
+        return {}
     if not files:
         report.add(folder.vectors_dir, "no vector files (*.parquet)")
         return {}
@@ -128,14 +137,12 @@ def _check_vectors(
     vectors: dict[str, np.ndarray] = {}
     for path in files:
         try:
-            columns = check_file_schema(path, n)
-            schema = pl.read_parquet_schema(path)
-            df = pl.read_parquet(path)
+            columns = check_file_schema(path, n)  # footer first: size limits, then schema
+            with guarded(path):  # any failure of the Parquet libraries, a panic included
+                schema = pl.read_parquet_schema(path)
+                df = pl.read_parquet(path)
         except LlklError as exc:
             report.add(path, str(exc).removeprefix(f"{path}: "))
-            continue
-        except Exception as exc:  # polars raises several types for unreadable files
-            report.add(path, f"not a readable Parquet file ({type(exc).__name__})")
             continue
         missing = [c for c in REQUIRED if c not in columns]
         if missing:
