@@ -52,6 +52,7 @@ def recompute_check(
     """Re-score ``k`` random texts (the same for every entry) and compare with ``vectors``."""
     from llkl_db.builders.models import load_model
     from llkl_db.builders.scoring import score_texts
+
     n = len(texts.texts)
     picked = np.sort(np.random.default_rng(seed).choice(n, size=min(k, n), replace=False))
     subset = [texts.texts[i] for i in picked]

@@ -67,3 +67,54 @@ def test_model_id_with_at_sign(tmp_path):
     assert ds.resolve("org/model@v2@step10").entry_id == "org/model@v2@step10"
     assert ds.resolve("org/model").entry_id == "org/model@main"
     assert ds.kl("org/model@v2", "org/model").b == "org/model@main"
+
+
+# --- 2. validation bounds per kind of entry -----------------------------------------------
+
+
+def test_embedded_dataset_validates_with_zero_problems():
+    from pathlib import Path
+
+    from llkl_db.validation.validate import validate
+
+    root = Path(llkl_db.__file__).parent / "data" / "embedded"
+    report = validate(root)
+    assert report.problems == []
+    assert report.ok and len(report.entries) == len(llkl_db.open(root))
+
+
+def test_layer_bounds_are_wider_but_output_bounds_unchanged(tmp_path):
+    """A lens layer far worse than uniform is plausible; the same vector as an output is not;
+    a positive log-likelihood is wrong for both."""
+    from llkl_db.validation.validate import validate
+
+    n = 64
+    bad = synthetic_loglik(3, n) * 40.0  # about -12,000 nats for 20..200 bytes: hundreds of bits/byte
+    bad[2, 5] = 1.0  # positive log-likelihood in the last row
+    rows = [
+        {
+            "entry_id": "org/m@main:L0",
+            "model_id": "org/m",
+            "revision": "main",
+            "layer": 0,
+            "n_layers": 2,
+            "contributor": "test",
+        },
+        {"entry_id": "org/m@main", "model_id": "org/m", "revision": "main", "n_layers": 2, "contributor": "test"},
+        {
+            "entry_id": "org/m@main:L1",
+            "model_id": "org/m",
+            "revision": "main",
+            "layer": 1,
+            "n_layers": 2,
+            "contributor": "test",
+        },
+    ]
+    root = write_dataset(tmp_path / "ds", bad, rows)
+    report = validate(root)
+    by_entry = {}
+    for p in report.problems:
+        by_entry.setdefault(p.entry, []).append(p.reason)
+    assert "org/m@main:L0" not in by_entry, by_entry
+    assert any("model output" in r for r in by_entry["org/m@main"])
+    assert any("positive log-likelihood" in r for r in by_entry["org/m@main:L1"])

@@ -73,7 +73,9 @@ def recover(target: Path) -> str | None:
         staging, old = target.parent / record["staging"], target.parent / record["old"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise LlklError(f"{journal}: unreadable switch journal ({type(exc).__name__}); remove it by hand") from None
-    if not (staging.name.startswith(f".{target.name}{STAGING_TAG}") and old.name.startswith(f".{target.name}{OLD_TAG}")):
+    if not (
+        staging.name.startswith(f".{target.name}{STAGING_TAG}") and old.name.startswith(f".{target.name}{OLD_TAG}")
+    ):
         raise LlklError(f"{journal}: the journal names folders that are not llkl-db's; remove it by hand")
     if target.exists():
         done = "finished" if old.exists() else "undone"

@@ -10,6 +10,8 @@ from llkl_db.errors import LlklError
 
 T = TypeVar("T")
 REPO_TYPE = "dataset"
+
+
 def get_api(api: Any = None, token: str | None = None) -> Any:
     """``api`` when given (tests pass a fake), else a ``huggingface_hub.HfApi``."""
     if api is not None:

@@ -48,7 +48,9 @@ def _prepare(folder: DatasetFolder, tag: str | None) -> tuple[str, Any]:
     from llkl_db.validation import ValidationFailed, validate
 
     if not folder.is_dataset():
-        raise LlklError(f"{folder.root}: not a dataset folder (no {folder.metadata_path.name}); make one with llkl-db merge")
+        raise LlklError(
+            f"{folder.root}: not a dataset folder (no {folder.metadata_path.name}); make one with llkl-db merge"
+        )
     report = validate(folder.root)
     if not report.ok:
         raise ValidationFailed(report, "publish")
