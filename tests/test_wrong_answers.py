@@ -3,6 +3,7 @@ entry, the bias the SE does not cover, and imports that silently collapsed entri
 
 from __future__ import annotations
 
+import pytest
 from helpers import synthetic_loglik, write_dataset
 
 import llkl_db
@@ -118,3 +119,69 @@ def test_layer_bounds_are_wider_but_output_bounds_unchanged(tmp_path):
     assert "org/m@main:L0" not in by_entry, by_entry
     assert any("model output" in r for r in by_entry["org/m@main"])
     assert any("positive log-likelihood" in r for r in by_entry["org/m@main:L1"])
+
+
+# --- 4. imports -----------------------------------------------------------------------------
+
+
+def _rewrite_model_data(folder, change, drop_raw=True):
+    import pickle
+
+    path = folder / "model-data-1018.pkl"
+    data = pickle.loads(path.read_bytes())
+    change(data)
+    path.write_bytes(pickle.dumps(data, protocol=4))
+    if drop_raw:
+        (folder / "raw_log-likelihood_1018.pkl").unlink()
+    return path
+
+
+def _cli_import(folder, out):
+    from typer.testing import CliRunner
+
+    from llkl_db.cli import app
+
+    return CliRunner().invoke(app, ["import", "modelmap", str(folder), "--out", str(out)])
+
+
+def _assert_one_error_line(result, *needles):
+    assert result.exit_code != 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, result.output
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def test_duplicated_model_name_is_refused_not_collapsed(tmp_path):
+    from modelmap_files import write_modelmap
+
+    write_modelmap(tmp_path / "files", k=4)
+    path = _rewrite_model_data(
+        tmp_path / "files", lambda d: d.__setitem__(3, {**d[3], "model_name": d[1]["model_name"]})
+    )
+    result = _cli_import(tmp_path / "files", tmp_path / "ds")
+    _assert_one_error_line(result, str(path), "org-1/model-001", "twice")
+    assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("size", [1e400, 10**30, 10**400])
+def test_overflowing_model_size_is_one_line_error(tmp_path, size):
+    from modelmap_files import write_modelmap
+
+    write_modelmap(tmp_path / "files", k=4)
+    _rewrite_model_data(tmp_path / "files", lambda d: d[2].__setitem__("model_size", size), drop_raw=False)
+    result = _cli_import(tmp_path / "files", tmp_path / "ds")
+    _assert_one_error_line(result, "model-data-1018.pkl", "org-2/model-002", "model_size")
+    assert not (tmp_path / "ds").exists()
+    assert not list(tmp_path.glob(".ds.import-*"))
+
+
+def test_overflowing_score_is_one_line_error(tmp_path):
+    from modelmap_files import write_modelmap
+
+    write_modelmap(tmp_path / "files", k=4)
+    _rewrite_model_data(tmp_path / "files", lambda d: d[0].__setitem__("downloads", 10**400), drop_raw=False)
+    result = _cli_import(tmp_path / "files", tmp_path / "ds")
+    _assert_one_error_line(result, "model-data-1018.pkl", "downloads")
