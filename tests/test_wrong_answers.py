@@ -3,6 +3,7 @@ entry, the bias the SE does not cover, and imports that silently collapsed entri
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from helpers import synthetic_loglik, write_dataset
 
@@ -166,7 +167,7 @@ def test_duplicated_model_name_is_refused_not_collapsed(tmp_path):
     assert not (tmp_path / "ds").exists()
 
 
-@pytest.mark.parametrize("size", [1e400, 10**30, 10**400])
+@pytest.mark.parametrize("size", [1e400, 10**30, 10**400], ids=["inf", "1e30", "int-1e400"])
 def test_overflowing_model_size_is_one_line_error(tmp_path, size):
     from modelmap_files import write_modelmap
 
@@ -185,3 +186,74 @@ def test_overflowing_score_is_one_line_error(tmp_path):
     _rewrite_model_data(tmp_path / "files", lambda d: d[0].__setitem__("downloads", 10**400), drop_raw=False)
     result = _cli_import(tmp_path / "files", tmp_path / "ds")
     _assert_one_error_line(result, "model-data-1018.pkl", "downloads")
+
+
+# --- 3. the bias the SE does not cover ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def markov_dataset(tmp_path_factory):
+    """Five Markov chains (exact KL known) scored on N = 30,000 texts, as a real dataset folder."""
+    from test_math import LENGTHS, _chain, _loglik, _perturb, _sample_counts
+
+    rng = np.random.default_rng(20250516)
+    pi0, p = _chain(rng)
+    models = [p] + [_perturb(p, 0.04, rng) for _ in range(4)]
+    n = 30_000
+    first, counts = _sample_counts(pi0, p, n, np.random.default_rng(1))
+    loglik = np.stack([_loglik(first, counts, pi0, q) for q in models]).astype(np.float32)
+    root = write_dataset(
+        tmp_path_factory.mktemp("markov") / "ds",
+        loglik,
+        mean_text_bytes=float(LENGTHS.mean()),
+        texts=[f"{i}" for i in range(n)],
+    )
+    return root, pi0, models
+
+
+def test_bias_margin_covers_exact_kl_where_two_se_do_not(markov_dataset):
+    from test_math import _exact_kl
+
+    root, pi0, models = markov_dataset
+    ds = llkl_db.open(root)
+    ids = ds.entries["entry_id"].to_list()
+    outside_plain = 0
+    for i in range(len(models)):
+        for j in range(i + 1, len(models)):
+            exact_nats = 0.5 * (_exact_kl(pi0, models[i], models[j]) + _exact_kl(pi0, models[j], models[i]))
+            plain = ds.kl(ids[i], ids[j])
+            assert plain.bias_bpb is None and plain.interval_nats() == pytest.approx(
+                (plain.kl_nats - 2 * plain.se_nats, plain.kl_nats + 2 * plain.se_nats)
+            )
+            lo, hi = plain.interval_nats()
+            outside_plain += not (lo <= exact_nats <= hi)
+            wide = ds.kl(ids[i], ids[j], bias_margin=True)
+            lo, hi = wide.interval_nats()
+            assert lo <= exact_nats <= hi, (i, j, exact_nats, wide)
+            assert wide.bias_nats > 0 and wide.bias_bpb == pytest.approx(
+                wide.bias_nats / (ds.metadata.mean_text_bytes * np.log(2))
+            )
+    assert outside_plain >= 5  # the test has power: +-2 SE misses the exact value on most pairs
+    # nearest reports the same margin
+    table = ds.nearest(ids[1], k=4, bias_margin=True).table
+    pair = ds.kl(ids[1], table["entry_id"][0], bias_margin=True)
+    assert table["bias_bpb"][0] == pytest.approx(pair.bias_bpb)
+
+
+def test_se_note_in_json_and_footnote_in_cli(markov_dataset):
+    import json
+
+    from typer.testing import CliRunner
+
+    from llkl_db.cli import app
+
+    root = str(markov_dataset[0])
+    runner = CliRunner()
+    for args in (["kl", "org/model-000", "org/model-001"], ["nearest", "org/model-000", "-k", "2"]):
+        out = runner.invoke(app, [*args, "--dataset", root, "--json"])
+        assert out.exit_code == 0, out.output
+        assert "sampling noise only" in json.loads(out.stdout)["se_note"]
+        text = runner.invoke(app, [*args, "--dataset", root])
+        assert "sampling noise only" in text.stdout and "--with-bias" in text.stdout
+        wide = runner.invoke(app, [*args, "--dataset", root, "--with-bias"])
+        assert wide.exit_code == 0 and "bias" in wide.stdout
