@@ -246,3 +246,23 @@ def test_unexpected_exception_through_the_cli(small, monkeypatch):
     result = runner.invoke(app, ["nearest", "org/model-000", "--dataset", str(small)])
     one_error_line(result, "ZeroDivisionError", DEBUG_ENV)
     assert result.exit_code == BUG_EXIT_CODE
+
+
+@pytest.mark.parametrize("kind", ["connection", "offline-cache"])
+def test_texts_build_pile_10k_offline_is_one_line(tmp_path, monkeypatch, kind):
+    import huggingface_hub
+    import requests
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline(**kwargs):
+        if kind == "connection":
+            raise requests.ConnectionError("Failed to resolve 'huggingface.co'\nmore")
+        raise LocalEntryNotFoundError("Cannot find the requested files in the disk cache")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    out = tmp_path / "pile.parquet"
+    args = ["texts", "build", "pile-10k", "--out", str(out), "--n-docs", "40", "--n-sample", "12", "--n-keep", "5"]
+    result = runner.invoke(app, args)
+    one_error_line(result, "monology/pile-uncopyrighted", "cannot download")
+    assert not out.exists()
+    no_leftovers(tmp_path)
