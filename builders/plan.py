@@ -13,6 +13,7 @@ split into shards for job arrays.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,9 +156,26 @@ def shard_jobs(jobs: list[Job], shard: tuple[int, int]) -> list[Job]:
 
 
 def record_failure(out: Path, job: Job, reason: str) -> None:
-    """Append one line to the run's failure log (each line is complete JSON)."""
+    """Append one line to the run's failure log (each line is complete JSON).
+
+    When the line cannot be written (disk full), the log is put back as it was (a log created
+    here is removed, never left empty or with half a line) and the OSError propagates."""
     out.mkdir(parents=True, exist_ok=True)
+    path = out / FAILURES_FILE
     line = json.dumps({"job": job.key, "reason": reason, "at": datetime.now(UTC).isoformat()})
-    with open(out / FAILURES_FILE, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
-        f.flush()
+    existed = path.exists()
+    size = path.stat().st_size if existed else 0
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:
+        try:
+            if existed:
+                os.truncate(path, size)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise

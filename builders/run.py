@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,8 @@ from llkl_db.builders.jobs import Job
 from llkl_db.builders.plan import record_failure
 from llkl_db.errors import LlklError
 from llkl_db.textsets import TextSet
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass
@@ -42,6 +45,16 @@ def run_jobs(
             run_job(job, texts, out, options)
         except (LlklError, RuntimeError, OSError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+                # Every later job would fail the same way: stop, with the failure recorded if it fits.
+                try:
+                    record_failure(out, job, f"disk full: {reason}")
+                except OSError:
+                    pass
+                where = exc.filename or out
+                raise LlklError(
+                    f"{where}: disk full while building {job.key}; free space and rerun (finished jobs are kept)"
+                ) from None
             record_failure(out, job, reason)
             summary.failed[job.key] = reason
             if on_event:

@@ -26,14 +26,30 @@ def echo(message: str, err: bool = False) -> None:
 
 
 def print_json(payload: Any) -> None:
-    typer.echo(json.dumps(payload, indent=2, default=_jsonable, allow_nan=False))
+    """Strict JSON: a NaN or infinite number (e.g. the KL of a constant vector's SE) is null."""
+    typer.echo(json.dumps(_finite(payload), indent=2, default=_jsonable, allow_nan=False))
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (also numpy scalars) replaced by None."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and not hasattr(value, "isoformat") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     if hasattr(value, "item"):
-        return value.item()
+        return _finite(value.item())
+    if hasattr(value, "tolist"):
+        return _finite(value.tolist())
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 

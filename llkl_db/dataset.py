@@ -82,9 +82,23 @@ class PairKL:
     se_nats: float
     n_texts: int
     level: str
+    # With ``bias_margin=True``: a bound on the estimator's bias (llmath.bias_margin_bpb), to add
+    # to 2 SE on both sides. None when not asked for.
+    bias_bpb: float | None = None
+    bias_nats: float | None = None
+
+    def interval_bpb(self, z: float = 2.0) -> tuple[float, float]:
+        """KL -+ (z SE + the bias margin when present), bits/byte."""
+        half = z * self.se_bpb + (self.bias_bpb or 0.0)
+        return self.kl_bpb - half, self.kl_bpb + half
+
+    def interval_nats(self, z: float = 2.0) -> tuple[float, float]:
+        """KL -+ (z SE + the bias margin when present), nats/text."""
+        half = z * self.se_nats + (self.bias_nats or 0.0)
+        return self.kl_nats - half, self.kl_nats + half
 
     def to_dict(self) -> dict:
-        return self.__dict__.copy()
+        return {**self.__dict__, "se_note": llmath.SE_NOTE}
 
 
 @dataclass(frozen=True)
@@ -97,7 +111,13 @@ class Neighbours:
     scale: str
 
     def to_dict(self) -> dict:
-        return {"query": self.query, "note": self.note, "scale": self.scale, "neighbours": self.table.to_dicts()}
+        return {
+            "query": self.query,
+            "note": self.note,
+            "scale": self.scale,
+            "se_note": llmath.SE_NOTE,
+            "neighbours": self.table.to_dicts(),
+        }
 
 
 class Dataset:
@@ -181,11 +201,17 @@ class Dataset:
         return self._store.clipped[self._rows]
 
     # --- queries -------------------------------------------------------------------------
-    def kl(self, a: str, b: str) -> PairKL:
-        """KL divergence between two entries, bits/byte and nats/text, each with its SE."""
+    def kl(self, a: str, b: str, bias_margin: bool = False) -> PairKL:
+        """KL divergence between two entries, bits/byte and nats/text, each with its SE.
+
+        The SE covers sampling noise only. ``bias_margin=True`` also reports a bound on the
+        estimator's bias (clipping and second order; ``llkl_db.math.bias_margin_bpb``, measured
+        by ``benchmarks/bench_bias.py``), so that KL +- (2 SE + margin) covers the exact value."""
         ra, rb = self.resolve(a), self.resolve(b)
         clipped = self._store.clipped
         est = llmath.pair_kl(clipped[ra.position], clipped[rb.position], self.metadata.mean_text_bytes)
+        margin = llmath.bias_margin_bpb(est.kl_bpb) if bias_margin else None
+        to_nats = self.metadata.mean_text_bytes * llmath.kl.LN2
         return PairKL(
             a=ra.entry_id,
             b=rb.entry_id,
@@ -195,11 +221,14 @@ class Dataset:
             se_nats=est.se_nats,
             n_texts=self.metadata.n_texts,
             level=level_of(est.kl_bpb),
+            bias_bpb=margin,
+            bias_nats=None if margin is None else margin * to_nats,
         )
 
-    def nearest(self, name: str, k: int = 10) -> Neighbours:
+    def nearest(self, name: str, k: int = 10, bias_margin: bool = False) -> Neighbours:
         """The k entries of this view nearest to ``name`` in KL (the query itself excluded). The
-        query is resolved against the whole dataset, so it may lie outside a filtered view."""
+        query is resolved against the whole dataset, so it may lie outside a filtered view.
+        ``bias_margin=True`` adds columns bias_bpb and bias_nats (see :meth:`kl`)."""
         if k < 1:
             raise BadValueError("k", k, "must be at least 1")
         query = self.resolve(name)
@@ -217,6 +246,12 @@ class Dataset:
             pl.Series("se_nats", np.atleast_1d(est.se_nats)),
             pl.Series("level", [level_of(v) for v in np.atleast_1d(est.kl_bpb)], dtype=pl.String),
         ).with_row_index("rank", offset=1)
+        if bias_margin:
+            margin = np.atleast_1d(llmath.bias_margin_bpb(np.atleast_1d(est.kl_bpb)))
+            table = table.with_columns(
+                pl.Series("bias_bpb", margin, dtype=pl.Float64),
+                pl.Series("bias_nats", margin * self.metadata.mean_text_bytes * llmath.kl.LN2, dtype=pl.Float64),
+            )
         return Neighbours(query.entry_id, query.note, table, scale_line(table["kl_bpb"].to_list()))
 
     def kl_matrix(self, with_se: bool = False) -> tuple[list[str], np.ndarray, np.ndarray | None]:

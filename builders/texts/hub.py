@@ -48,9 +48,26 @@ class HubPile:
     def _download(self, filename: str) -> Path:
         import huggingface_hub
 
-        path = huggingface_hub.hf_hub_download(
-            repo_id=self.repo_id, filename=filename, repo_type="dataset", revision=self.revision
-        )
+        try:
+            path = huggingface_hub.hf_hub_download(
+                repo_id=self.repo_id, filename=filename, repo_type="dataset", revision=self.revision
+            )
+        except Exception as exc:
+            # Offline, no access, a missing file: one line naming the file, not a traceback.
+            if type(exc).__module__.split(".")[0] not in (
+                "huggingface_hub",
+                "httpx",
+                "httpcore",
+                "requests",
+                "urllib3",
+            ):
+                raise
+            text = str(exc).strip()
+            detail = text.splitlines()[0][:200] if text else type(exc).__name__
+            raise LlklError(
+                f"hf://datasets/{self.repo_id}/{filename}: cannot download ({detail}); offline? "
+                "a local copy of the documents can be given instead"
+            ) from None
         if filename not in self.used:
             self.used.append(filename)
         return Path(path)

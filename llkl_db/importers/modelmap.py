@@ -87,9 +87,15 @@ def read_model_data(path: Path) -> list[dict[str, Any]]:
     data = load_pickle(path)
     if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
         raise LlklError(f"{path}: expected a list of dicts (one per model)")
+    seen: dict[str, int] = {}
     for i, item in enumerate(data):
-        if not isinstance(item.get("model_name"), str):
+        name = item.get("model_name")
+        if not isinstance(name, str):
             raise LlklError(f"{path}: item {i} has no string 'model_name'")
+        if name in seen:
+            # One entry id per model name: keeping one of them would silently drop the other.
+            raise LlklError(f"{path}: model_name {name!r} appears twice (items {seen[name]} and {i})")
+        seen[name] = i
     return data
 
 
@@ -103,12 +109,28 @@ def _vector(value: Any, where: str) -> np.ndarray:
     return arr
 
 
-def _n_params(size: Any) -> int | None:
-    """model_size is in billions of parameters."""
-    if isinstance(size, bool) or not isinstance(size, (int, float, np.integer, np.floating)):
+INT64_MAX = 2**63 - 1
+
+
+def _number(value: Any, where: str) -> float | None:
+    """A metadata number as a float (None when not a number); a value beyond float64 is an error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         return None
-    size = float(size)
-    return int(round(size * 1e9)) if math.isfinite(size) and size > 0 else None
+    try:
+        return float(value)
+    except OverflowError:
+        raise LlklError(f"{where}: {str(value)[:20]}... is too large for a float64") from None
+
+
+def _n_params(size: Any, where: str = "model_size") -> int | None:
+    """model_size is in billions of parameters; missing, zero or negative sizes give None, an
+    infinite size or one beyond int64 parameters is an error (not a silent None or overflow)."""
+    number = _number(size, where)
+    if number is None or (math.isfinite(number) and number <= 0) or math.isnan(number):
+        return None
+    if not math.isfinite(number) or number * 1e9 > INT64_MAX:
+        raise LlklError(f"{where}: model_size {number!r} billion parameters does not fit an int64 parameter count")
+    return int(round(number * 1e9))
 
 
 def base_model_of(tags: Any) -> str | None:
@@ -134,9 +156,9 @@ def score_rows(model_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key, value in item.items():
             if not (key.startswith("score_v1_") or key == "downloads"):
                 continue
-            number = None
-            if not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)):
-                number = float(value) if math.isfinite(float(value)) else None
+            number = _number(value, f"{item['model_name']}: {key}")
+            if number is not None and not math.isfinite(number):
+                number = None
             source = (
                 SCORE_SOURCE
                 if key.startswith("score_v1_")
@@ -248,7 +270,7 @@ def import_modelmap(
                     "model_id": name,
                     "revision": "main",
                     "model_type": item.get("model_type") if isinstance(item.get("model_type"), str) else None,
-                    "n_params": _n_params(item.get("model_size")),
+                    "n_params": _n_params(item.get("model_size"), f"{meta_path}: {name}"),
                     "base_model": base_model_of(item.get("tags")),
                     "text_set": text_set.name,
                     "text_set_sha256": text_set.sha256,
@@ -266,7 +288,11 @@ def import_modelmap(
         for start in range(0, len(rows), ENTRIES_PER_FILE):
             part = build.vector_path(KIND, f"modelmap-1018-{start // ENTRIES_PER_FILE:03d}")
             _write_entries(part, rows[start : start + ENTRIES_PER_FILE], matrix[start : start + ENTRIES_PER_FILE])
-        scores = [r for r in score_rows(model_data) if r["model_id"] in set(names)]
+        try:
+            rows_of_scores = score_rows(model_data)
+        except LlklError as exc:
+            raise LlklError(f"{meta_path}: {exc}") from None
+        scores = [r for r in rows_of_scores if r["model_id"] in set(names)]
         if scores:
             write_scores(build.root, scores)  # merge carries the table, replacing rows of the same key
         metadata = merge([build.root], out, dataset_version=dataset_version, overwrite=overwrite)

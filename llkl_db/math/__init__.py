@@ -11,12 +11,14 @@ from .centering import (
     prepare,
     prepare_clipped,
 )
-from .kl import KLEstimate, from_variance, nats_to_bits_per_byte, pair_kl, variance_with_se
+from .kl import SE_NOTE, KLEstimate, bias_margin_bpb, from_variance, nats_to_bits_per_byte, pair_kl, variance_with_se
 from .matrix import sq_distance_matrix, variance_matrix, variance_se_matrix
 from .nearest import nearest
 
 __all__ = [
     "DEFAULT_CLIP_PERCENTILE",
+    "SE_NOTE",
+    "bias_margin_bpb",
     "KLEstimate",
     "Prepared",
     "center_rows",

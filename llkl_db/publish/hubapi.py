@@ -33,8 +33,12 @@ def hub_call(what: str, func: Callable[[], T]) -> T:
         raise LlklError(f"{what}: revision not found") from None
     except HfHubHTTPError as exc:
         raise LlklError(f"{what}: Hub request failed ({_first_line(exc)})") from None
-    except (OSError, ValueError) as exc:
-        raise LlklError(f"{what}: {_first_line(exc)}") from None
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] in ("httpx", "httpcore", "requests", "urllib3"):
+            raise LlklError(f"{what}: cannot reach the Hub ({_first_line(exc)}); offline?") from None
+        if isinstance(exc, (OSError, ValueError)):
+            raise LlklError(f"{what}: {_first_line(exc)}") from None
+        raise
 
 
 def _first_line(exc: Exception) -> str:
