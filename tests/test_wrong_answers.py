@@ -167,25 +167,37 @@ def test_duplicated_model_name_is_refused_not_collapsed(tmp_path):
     assert not (tmp_path / "ds").exists()
 
 
-@pytest.mark.parametrize("size", [1e400, 10**30, 10**400], ids=["inf", "1e30", "int-1e400"])
-def test_overflowing_model_size_is_one_line_error(tmp_path, size):
+# An infinite float reaches the importer, which names the model; an integer beyond 64 bits is
+# refused earlier, by the restricted unpickler, which names the byte.
+@pytest.mark.parametrize(
+    "size,needles",
+    [(1e400, ("org-2/model-002", "model_size")), (10**30, ("beyond 64 bits",)), (10**400, ("beyond 64 bits",))],
+    ids=["inf", "1e30", "int-1e400"],
+)
+def test_overflowing_model_size_is_one_line_error(tmp_path, size, needles):
     from modelmap_files import write_modelmap
 
     write_modelmap(tmp_path / "files", k=4)
     _rewrite_model_data(tmp_path / "files", lambda d: d[2].__setitem__("model_size", size), drop_raw=False)
     result = _cli_import(tmp_path / "files", tmp_path / "ds")
-    _assert_one_error_line(result, "model-data-1018.pkl", "org-2/model-002", "model_size")
+    _assert_one_error_line(result, "model-data-1018.pkl", *needles)
     assert not (tmp_path / "ds").exists()
     assert not list(tmp_path.glob(".ds.import-*"))
 
 
-def test_overflowing_score_is_one_line_error(tmp_path):
+def test_an_overflowing_score_is_recorded_as_missing(tmp_path):
+    # NaN marks a missing score in the 2025 files; an infinite one is no score either (null),
+    # never a value that queries would use. Integers beyond 64 bits are refused by the unpickler.
+    import polars as pl
     from modelmap_files import write_modelmap
 
     write_modelmap(tmp_path / "files", k=4)
-    _rewrite_model_data(tmp_path / "files", lambda d: d[0].__setitem__("downloads", 10**400), drop_raw=False)
+    _rewrite_model_data(tmp_path / "files", lambda d: d[0].__setitem__("downloads", float("inf")), drop_raw=False)
     result = _cli_import(tmp_path / "files", tmp_path / "ds")
-    _assert_one_error_line(result, "model-data-1018.pkl", "downloads")
+    assert result.exit_code == 0, result.output
+    scores = pl.read_parquet(tmp_path / "ds" / "tables" / "model_scores.parquet")
+    row = scores.filter((pl.col("model_id") == "org-0/model-000") & (pl.col("score") == "downloads"))
+    assert row.height == 1 and row["value"][0] is None
 
 
 # --- 3. the bias the SE does not cover ----------------------------------------------------

@@ -75,9 +75,11 @@ def pair_kl(a: np.ndarray, b: np.ndarray, mean_bytes: float) -> KLEstimate:
 # 1.9 nats/text); at N = 100,000 the exact value sits 10-27 SE from the estimate. The envelope
 # fitted there, |clipping| + |second order| <= (a + b KL) KL with KL in bits/byte, gives
 # a = 0.0532, b = 1.0255, rounded up below. KL is per byte because the second-order term is a
-# per-symbol effect. Above 0.056 bits/byte the quadratic term is an extrapolation.
+# per-symbol effect. Above 0.056 bits/byte, the largest KL measured, the margin is not
+# extrapolated: it stays at the relative size it has there (about 11% of KL).
 BIAS_A = 0.054
 BIAS_B = 1.03
+BIAS_MEASURED_UP_TO_BPB = 0.056
 SE_NOTE = (
     "SE covers sampling noise only: clipping and the second-order approximation add a bias of "
     "about 4-6% of KL, more for distant models, that it does not cover (bias_margin bounds it)"
@@ -85,9 +87,10 @@ SE_NOTE = (
 
 
 def bias_margin_bpb(kl_bpb: np.ndarray | float) -> np.ndarray | float:
-    """A bound on the estimator's bias in bits/byte: ``BIAS_A * KL + BIAS_B * KL**2`` (KL in
-    bits/byte; measured by ``benchmarks/bench_bias.py``, see the comment above). Widen an interval
-    by it on both sides: KL +- (2 SE + margin)."""
+    """A bound on the estimator's bias in bits/byte: ``(BIAS_A + BIAS_B * KL) * KL`` up to the
+    largest KL measured, then the relative margin reached there (measured by
+    ``benchmarks/bench_bias.py``, see the comment above). Widen an interval by it on both sides:
+    KL +- (2 SE + margin)."""
     kl = np.abs(np.asarray(kl_bpb, dtype=np.float64))
-    out = BIAS_A * kl + BIAS_B * kl * kl
+    out = (BIAS_A + BIAS_B * np.minimum(kl, BIAS_MEASURED_UP_TO_BPB)) * kl
     return float(out) if out.ndim == 0 else out
