@@ -41,9 +41,12 @@ def modelmap(
         return
     for line in summary.skipped:
         note(f"skipped {line}")
+    for line in summary.notes or []:
+        note(line)
+    policies = ", ".join(f"{n} {p}" for p, n in sorted((summary.bos_policies or {}).items()))
     echo(
         f"Imported {summary.n_entries} entries and {summary.n_scores} scores into {summary.out} "
-        f"(text set {summary.text_set}, dataset {summary.dataset_version}, bos_policy skip-first)"
+        f"(text set {summary.text_set}, dataset {summary.dataset_version}, bos_policy by model type: {policies})"
     )
 
 

@@ -55,6 +55,8 @@ def kl(
         if resolved.note:
             note(resolved.note)
     result = ds.kl(a, b)
+    if result.warning:
+        note(f"warning: {result.warning}")
     if json:
         print_json(result.to_dict())
         return

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from llkl_db import math as llmath
+from llkl_db.bos import bos_note
 from llkl_db.errors import BadValueError
 from llkl_db.io.folder import DatasetFolder, open_folder
 from llkl_db.io.metadata import DatasetMetadata
@@ -82,6 +83,7 @@ class PairKL:
     se_nats: float
     n_texts: int
     level: str
+    warning: str | None = None  # e.g. the two entries were scored under different bos_policy
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
@@ -184,6 +186,7 @@ class Dataset:
             se_nats=est.se_nats,
             n_texts=self.metadata.n_texts,
             level=level_of(est.kl_bpb),
+            warning=bos_note(*self._store.entries[[ra.position, rb.position]]["bos_policy"].to_list()),
         )
 
     def nearest(self, name: str, k: int = 10) -> Neighbours:
@@ -206,7 +209,14 @@ class Dataset:
             pl.Series("se_nats", np.atleast_1d(est.se_nats)),
             pl.Series("level", [level_of(v) for v in np.atleast_1d(est.kl_bpb)], dtype=pl.String),
         ).with_row_index("rank", offset=1)
-        return Neighbours(query.entry_id, query.note, table, scale_line(table["kl_bpb"].to_list()))
+        policies = self._store.entries["bos_policy"]
+        own = policies[query.position]
+        other = [p for p in policies.gather(np.atleast_1d(idx)).to_list() if bos_note(own, p)]
+        notes = [query.note] if query.note else []
+        if other:
+            notes.append(f"{len(other)} of {table.height} neighbours: {bos_note(own, other[0])}")
+        note = "; ".join(notes) or None
+        return Neighbours(query.entry_id, note, table, scale_line(table["kl_bpb"].to_list()))
 
     def kl_matrix(self, with_se: bool = False) -> tuple[list[str], np.ndarray, np.ndarray | None]:
         """Entry ids and the full KL matrix of this view in bits/byte (and its SE matrix)."""

@@ -17,7 +17,8 @@ setting. How each setting is recognised:
 - adjacent layers: logit-lens entries of one model and revision next to each other in layer
   order, the output counted as the last layer.
 
-"Final entry" of a model: its output layer in reference precision at revision main (else its
+"Final entry" of a model: its output layer in reference precision at revision main (or an
+import's 'unknown'; else its
 largest step, else its first entry).
 """
 
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from llkl_db.resolve import FINAL_REVISIONS
 from llkl_db.variants import describe_variant, variant_setting
 
 from .runs import seed_group
@@ -69,7 +71,7 @@ def final_entries(entries: pl.DataFrame) -> pl.DataFrame:
     """One row per model (with its row index ``_row``): see the module docstring."""
     frame = entries.with_row_index("_row").filter(pl.col("layer").is_null() & pl.col("variant").is_null())
     ranked = frame.with_columns(
-        (pl.col("revision").is_in(["main", "master"])).alias("_main"),
+        (pl.col("revision").is_in(FINAL_REVISIONS)).alias("_main"),
         pl.col("step").fill_null(-1).alias("_step"),
     ).sort(["model_id", "_main", "_step", "_row"], descending=[False, True, True, False])
     return ranked.group_by("model_id", maintain_order=True).first().drop("_main", "_step")
