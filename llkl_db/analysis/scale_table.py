@@ -12,7 +12,7 @@ from llkl_db.errors import BadValueError, LlklError
 from llkl_db.scale import REFERENCE_MEDIANS
 
 from .pairs import kl_pairs
-from .settings import Pairs, setting_pairs
+from .settings import Pairs, select_setting_pairs
 
 DEFAULT_MAX_PAIRS = 20_000
 
@@ -24,9 +24,16 @@ class ScaleTable:
 
     table: pl.DataFrame
     sampled: dict[str, int]
+    definitions: str = "llkl"
+    n_excluded: int = 0  # entries left out for their excluded_reason
 
     def to_dict(self) -> dict:
-        return {"settings": self.table.to_dicts(), "sampled": self.sampled}
+        return {
+            "settings": self.table.to_dicts(),
+            "sampled": self.sampled,
+            "definitions": self.definitions,
+            "n_excluded": self.n_excluded,
+        }
 
 
 def _sample(pairs: Pairs, max_pairs: int, rng: np.random.Generator) -> Pairs:
@@ -36,15 +43,25 @@ def _sample(pairs: Pairs, max_pairs: int, rng: np.random.Generator) -> Pairs:
     return Pairs(pairs.a[keep], pairs.b[keep])
 
 
-def scale_table(ds, max_pairs: int = DEFAULT_MAX_PAIRS, seed: int = 0) -> ScaleTable:
+def scale_table(
+    ds,
+    max_pairs: int = DEFAULT_MAX_PAIRS,
+    seed: int = 0,
+    definitions: str = "auto",
+    include_excluded: bool = False,
+) -> ScaleTable:
     """The scale table of the dataset view ``ds``: settings with more than ``max_pairs`` pairs
-    are estimated from that many random pairs (seeded)."""
+    are estimated from that many random pairs (seeded). ``definitions``: 'llkl' (this project's
+    recognition of settings), 'kl-scale' (the kl-scale release's own, see
+    :func:`~llkl_db.analysis.settings.klscale_setting_pairs`) or 'auto' (kl-scale for an import
+    of that release). Entries with an ``excluded_reason`` are left out unless ``include_excluded``."""
     if max_pairs < 1:
         raise BadValueError("max_pairs", max_pairs, "must be at least 1")
     entries = ds.entries
     if len(ds) < 2:
         raise LlklError("the scale needs at least two entries")
-    settings = setting_pairs(entries)
+    definitions, settings = select_setting_pairs(entries, definitions, include_excluded)
+    n_excluded = 0 if include_excluded else int(entries["excluded_reason"].is_not_null().sum())
     if not settings:
         raise LlklError(
             "no pairs of any setting in this dataset (checkpoints, seeds, variants, fine-tunes, models, layers)"
@@ -80,4 +97,4 @@ def scale_table(ds, max_pairs: int = DEFAULT_MAX_PAIRS, seed: int = 0) -> ScaleT
         "reference_bpb": pl.Float64,
         "example": pl.String,
     }
-    return ScaleTable(pl.DataFrame(rows, schema=schema), sampled)
+    return ScaleTable(pl.DataFrame(rows, schema=schema), sampled, definitions, n_excluded)

@@ -195,3 +195,155 @@ def setting_pairs(entries: pl.DataFrame) -> dict[str, Pairs]:
     out.update(models)
     out.update(layer_pairs(entries))
     return {name: pairs for name, pairs in out.items() if pairs.size}
+
+
+# --- the definitions of the kl-scale release (arXiv 2505.15353, its kl-scale/src/calc_kl.py) ---
+KLSCALE_CONTRIBUTOR = "shimo-lab/modelmap kl-scale (Kishino et al., arXiv:2505.15353)"
+DEFINITIONS = ("auto", "llkl", "kl-scale")
+KLSCALE_INTERVAL = 1000  # pretraining: one-thousand-step intervals
+KLSCALE_AFTER_STEP = 2000  # ... starting at or after step 2,000
+KLSCALE_N_INTERVALS = 50  # the first and the last 50 of them
+KLSCALE_SEED_MODEL = "EleutherAI/pythia-410m"
+PRETRAINING_EARLY = "pretraining, first 50 intervals"
+PRETRAINING_LATE = "pretraining, last 50 intervals"
+KLSCALE_SIZES = "Pythia sizes, final step"
+
+
+def is_klscale_import(entries: pl.DataFrame) -> bool:
+    """Whether ``entries`` come from an import of the kl-scale release (their contributor says so)."""
+    return bool(entries["contributor"].fill_null("").str.starts_with(KLSCALE_CONTRIBUTOR).any())
+
+
+def _included(entries: pl.DataFrame, include_excluded: bool) -> pl.DataFrame:
+    """Rows (with ``_row``) of the entries to use: those without an ``excluded_reason``."""
+    frame = entries.with_row_index("_row")
+    return frame if include_excluded else frame.filter(pl.col("excluded_reason").is_null())
+
+
+def _pythia_runs(frame: pl.DataFrame) -> pl.DataFrame:
+    """Checkpoint rows (output layer, reference precision) of the EleutherAI/pythia-* runs."""
+    return frame.filter(
+        pl.col("step").is_not_null()
+        & pl.col("layer").is_null()
+        & pl.col("variant").is_null()
+        & pl.col("model_id").str.starts_with("EleutherAI/pythia-")
+    )
+
+
+def klscale_pretraining_pairs(frame: pl.DataFrame) -> dict[str, Pairs]:
+    """Each size's main run (no seed): the checkpoint pairs (s, s + 1000) with s >= 2000, both
+    present; the first 50 and the last 50 of them in step order."""
+    early: tuple[list[int], list[int]] = ([], [])
+    late: tuple[list[int], list[int]] = ([], [])
+    runs = _pythia_runs(frame).filter(~pl.col("model_id").str.contains(r"-seed\d+$"))
+    for _, group in runs.group_by("model_id", maintain_order=True):
+        by_step = dict(zip(group["step"].to_list(), group["_row"].to_list(), strict=True))
+        starts = sorted(s for s in by_step if s >= KLSCALE_AFTER_STEP and s + KLSCALE_INTERVAL in by_step)
+        for target, chosen in ((early, starts[:KLSCALE_N_INTERVALS]), (late, starts[-KLSCALE_N_INTERVALS:])):
+            target[0].extend(by_step[s] for s in chosen)
+            target[1].extend(by_step[s + KLSCALE_INTERVAL] for s in chosen)
+    return {PRETRAINING_EARLY: _pairs(*early), PRETRAINING_LATE: _pairs(*late)}
+
+
+def klscale_seed_pairs(frame: pl.DataFrame) -> Pairs:
+    """Every pair of 410m runs (the main run and its -seedN runs) at the last step both have."""
+    runs = _pythia_runs(frame).filter(pl.col("model_id").str.contains(r"^EleutherAI/pythia-410m(-seed\d+)?$"))
+    by_run = {
+        model_id: dict(zip(group["step"].to_list(), group["_row"].to_list(), strict=True))
+        for (model_id,), group in runs.group_by("model_id", maintain_order=True)
+    }
+    a, b = [], []
+    ids = sorted(by_run)
+    for i, x in enumerate(ids):
+        for y in ids[i + 1 :]:
+            common = set(by_run[x]) & set(by_run[y])
+            if common:
+                step = max(common)
+                a.append(by_run[x][step])
+                b.append(by_run[y][step])
+    return _pairs(a, b)
+
+
+def klscale_size_pairs(frame: pl.DataFrame) -> Pairs:
+    """Every pair of Pythia sizes (main runs) at their final step."""
+    runs = _pythia_runs(frame).filter(~pl.col("model_id").str.contains(r"-seed\d+$"))
+    finals = [int(group.sort("step")["_row"][-1]) for _, group in runs.group_by("model_id", maintain_order=True)]
+    a = [finals[i] for i in range(len(finals)) for _ in range(i + 1, len(finals))]
+    b = [finals[j] for i in range(len(finals)) for j in range(i + 1, len(finals))]
+    return _pairs(a, b)
+
+
+def klscale_model_pairs(frame: pl.DataFrame) -> dict[str, Pairs]:
+    """The models (no step, layer or variant): child vs parent (base_model), and every pair of
+    distinct models of the same type / of any type."""
+    models = frame.filter(pl.col("step").is_null() & pl.col("layer").is_null() & pl.col("variant").is_null())
+    ids, rows = models["model_id"].to_list(), models["_row"].to_list()
+    types, bases = models["model_type"].to_list(), models["base_model"].to_list()
+    by_id = dict(zip(ids, rows, strict=True))
+    tune = (
+        [by_id[base] for base in bases if base in by_id],
+        [r for r, base in zip(rows, bases, strict=True) if base in by_id],
+    )
+    same: tuple[list[int], list[int]] = ([], [])
+    every: tuple[list[int], list[int]] = ([], [])
+    for i in range(len(rows)):
+        for j in range(i + 1, len(rows)):
+            every[0].append(rows[i])
+            every[1].append(rows[j])
+            if types[i] is not None and types[i] == types[j]:
+                same[0].append(rows[i])
+                same[1].append(rows[j])
+    return {FINE_TUNE: _pairs(*tune), SAME_TYPE: _pairs(*same), ANY: _pairs(*every)}
+
+
+def klscale_layer_pairs(frame: pl.DataFrame) -> Pairs:
+    """Adjacent logit-lens layers (l, l + 1) of each model and revision, both present."""
+    layers = frame.filter(pl.col("layer").is_not_null() & pl.col("variant").is_null())
+    a, b = [], []
+    for _, group in layers.group_by("model_id", "revision", maintain_order=True):
+        by_layer = dict(zip(group["layer"].to_list(), group["_row"].to_list(), strict=True))
+        for layer in sorted(by_layer):
+            if layer + 1 in by_layer:
+                a.append(by_layer[layer])
+                b.append(by_layer[layer + 1])
+    return _pairs(a, b)
+
+
+def klscale_setting_pairs(entries: pl.DataFrame, include_excluded: bool = False) -> dict[str, Pairs]:
+    """The settings of the kl-scale release's Figure 3, by its own definitions (method.md
+    section 3), in figure order; pairs index rows of ``entries``. Entries with an
+    ``excluded_reason`` are left out unless ``include_excluded``."""
+    frame = _included(entries, include_excluded)
+    out: dict[str, Pairs] = {}
+    out.update(klscale_pretraining_pairs(frame))
+    out[SEEDS] = klscale_seed_pairs(frame)
+    out[KLSCALE_SIZES] = klscale_size_pairs(frame)
+    kept = frame["_row"].to_numpy()
+    for name, pairs in variant_pairs(frame.drop("_row")).items():
+        out[name] = Pairs(kept[pairs.a], kept[pairs.b])
+    models = klscale_model_pairs(frame)
+    out[FINE_TUNE] = models.pop(FINE_TUNE)
+    out.update(models)
+    out[ADJACENT_LAYERS] = klscale_layer_pairs(frame)
+    return {name: pairs for name, pairs in out.items() if pairs.size}
+
+
+def select_setting_pairs(
+    entries: pl.DataFrame, definitions: str = "auto", include_excluded: bool = False
+) -> tuple[str, dict[str, Pairs]]:
+    """The definition set used ('llkl' or 'kl-scale'; 'auto': kl-scale for an import of that
+    release) and its settings' pairs."""
+    from llkl_db.errors import BadValueError
+
+    if definitions not in DEFINITIONS:
+        raise BadValueError("definitions", definitions, f"expected one of {', '.join(DEFINITIONS)}")
+    if definitions == "auto":
+        definitions = "kl-scale" if is_klscale_import(entries) else "llkl"
+    if definitions == "kl-scale":
+        return definitions, klscale_setting_pairs(entries, include_excluded)
+    if include_excluded or entries["excluded_reason"].is_null().all():
+        return definitions, setting_pairs(entries)
+    kept = _included(entries, False)
+    rows = kept["_row"].to_numpy()
+    found = setting_pairs(kept.drop("_row"))
+    return definitions, {name: Pairs(rows[p.a], rows[p.b]) for name, p in found.items()}
