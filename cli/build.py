@@ -50,6 +50,14 @@ def build(
     ] = None,
     shard: Annotated[Optional[str], typer.Option(help="i/n: run every n-th job of the plan from i.")] = None,
     contributor: Annotated[Optional[str], typer.Option(help="Name recorded as the contributor.")] = None,
+    bos_policy: Annotated[
+        str,
+        typer.Option(
+            "--bos-policy",
+            help="auto (BOS, else EOS, conditions the first token) or skip-first (the 2025 code: no prefix, "
+            "first token not scored), to join an imported 2025 dataset on equal terms.",
+        ),
+    ] = "auto",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Compute log-likelihood vectors: one model, or every job of a plan (resumable)."""
@@ -63,6 +71,8 @@ def build(
         raise LlklError("give either MODEL or --plan")
     if plan is None and shard:
         raise LlklError("--shard applies to --plan")
+    if bos_policy not in ("auto", "skip-first"):
+        raise BadValueError("bos_policy", bos_policy, "expected auto or skip-first")
     if plan is not None:
         chosen = load_plan(plan)
     else:
@@ -85,6 +95,7 @@ def build(
         max_length=max_length,
         contributor=contributor,
         progress=not quiet,
+        bos_policy=bos_policy,
     )
 
     def on_event(kind: str, job: Job, reason: str) -> None:
