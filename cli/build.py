@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,7 +10,7 @@ import typer
 
 from llkl_db.cli import options
 from llkl_db.cli.errors import handle_errors
-from llkl_db.cli.output import note
+from llkl_db.cli.output import echo, note
 from llkl_db.errors import BadValueError, LlklError
 from llkl_db.variants import VARIANTS
 
@@ -59,11 +60,17 @@ def build(
         ),
     ] = "auto",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print what the plan costs (jobs, tokens, FLOPs, GPU-hours, downloads); run nothing."
+        ),
+    ] = False,
 ) -> None:
     """Compute log-likelihood vectors: one model, or every job of a plan (resumable)."""
     from llkl_db.builders.build import BuildOptions
     from llkl_db.builders.jobs import Job
-    from llkl_db.builders.plan import load_plan, parse_shard, shard_jobs, single_model_plan
+    from llkl_db.builders.plan import load_plan, parse_shard, plan_cost, shard_jobs, single_model_plan
     from llkl_db.builders.run import run_jobs
     from llkl_db.textsets import load_text_set
 
@@ -86,6 +93,12 @@ def build(
             trust_remote_code=trust_remote_code,
         )
     jobs = shard_jobs(chosen.jobs, parse_shard(shard)) if shard else chosen.jobs
+    if plan is not None or dry_run:
+        cost = plan_cost(replace(chosen, jobs=jobs))
+        for line in cost.lines():
+            (echo if dry_run else note)(line)
+        if dry_run:
+            return
     if device == "auto" and chosen.device:
         device = chosen.device
     text_set = load_text_set(texts or chosen.texts)
