@@ -171,6 +171,11 @@ class Dataset:
         """The clipped K x N matrix of this view, float32, nats."""
         return self._store.clipped[self._rows]
 
+    @property
+    def raw_loglik(self) -> np.ndarray:
+        """The K x N matrix of this view as stored, not clipped (read from the files again)."""
+        return self._store.folder.read_loglik(self._store.entries[self._rows])
+
     # --- queries -------------------------------------------------------------------------
     def kl(self, a: str, b: str) -> PairKL:
         """KL divergence between two entries, bits/byte and nats/text, each with its SE."""

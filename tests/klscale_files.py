@@ -22,7 +22,15 @@ MODELS = [
     ("org-6/model-006", "qwen2"),
     ("org-0/model-007", "llama-2"),
 ]
-SIBLINGS = {"org-1/model-001": "org-0/model-000", "org-3/model-003": ["org-2/model-002"]}
+# null (no parent), a name, a one-element list, a merge (several parents), a parent outside the list
+SIBLINGS = {
+    "org-0/model-000": None,
+    "org-1/model-001": "org-0/model-000",
+    "org-3/model-003": ["org-2/model-002"],
+    "org-5/model-005": ["org-0/model-000", "org-2/model-002"],
+    "org-0/model-007": "elsewhere/not-in-the-list",
+}
+FINE_TUNES = [("org-1/model-001", "org-0/model-000"), ("org-3/model-003", "org-2/model-002")]
 PYTHIA_STEPS = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, *range(1000, 143001, 1000)]
 SEED_STEPS = [1000, 2000, 3000, 143000]
 ONE_B_STEPS = [114000, 115000, 116000, 117000, 118000, 143000]
@@ -45,9 +53,9 @@ def write_klscale(root: Path, n: int = 40, seed: int = 0, texts: list[str] | Non
     (root / "texts.json").write_text(json.dumps(texts))
     names = [m for m, _ in MODELS]
     (root / "model_info" / "model_list.json").write_text(json.dumps(names))
-    (root / "modelname2type.json").write_text(json.dumps(dict(MODELS)))
-    (root / "sibling_info.json").write_text(json.dumps(SIBLINGS))
-    (root / "type2color.json").write_text(json.dumps({"llama-2": "#1f77b4", "mistral": "#ff7f0e"}))
+    (root / "model_info" / "modelname2type.json").write_text(json.dumps(dict(MODELS)))
+    (root / "model_info" / "sibling_info.json").write_text(json.dumps(SIBLINGS))
+    (root / "model_info" / "type2color.json").write_text(json.dumps({"llama-2": "#1f77b4", "mistral": "#ff7f0e"}))
     (root / "tsne" / "tsne_coordinates.pkl").write_bytes(pickle.dumps(np.zeros((len(names), 2))))
 
     common = _vector(rng, n_bytes, 1.0, 3.0)
@@ -56,13 +64,14 @@ def write_klscale(root: Path, n: int = 40, seed: int = 0, texts: list[str] | Non
     model_rows[6] = None  # a model the release has no vector for
     (root / "logp" / "oyama2025_logp.pkl").write_bytes(pickle.dumps(model_rows))
 
-    pretraining: dict[str, dict[int, np.ndarray | None]] = {"410m": {}, "410m-seed1": {}, "410m-seed3": {}, "1b": {}}
+    runs = ["410m", "410m-seed1", "410m-seed2", "410m-seed3", "1b"]
+    pretraining: dict[str, dict[int, np.ndarray | None]] = {run: {} for run in runs}
     walk = common.copy()
     for step in PYTHIA_STEPS:
         walk = walk + 0.05 * rng.standard_normal(n)
         pretraining["410m"][step] = walk.copy()
     pretraining["410m"][64] = None
-    for run in ("410m-seed1", "410m-seed3"):
+    for run in ("410m-seed1", "410m-seed2", "410m-seed3"):
         for step in SEED_STEPS:
             pretraining[run][step] = pretraining["410m"][step] + 0.2 * rng.standard_normal(n)
     pretraining["410m-seed1"][2000] = None
@@ -70,10 +79,9 @@ def write_klscale(root: Path, n: int = 40, seed: int = 0, texts: list[str] | Non
         pretraining["1b"][step] = common + 0.1 * rng.standard_normal(n) + (0.5 if step == 116000 else 0.0)
     (root / "logp" / "pretraining_logp.pkl").write_bytes(pickle.dumps(pretraining))
 
-    layers: dict[str, dict[int, np.ndarray | None]] = {LAYER_MODEL: {}}
+    layers: dict[str, dict[int, np.ndarray] | None] = {LAYER_MODEL: {}, "org-3/model-003": None}
     for layer in range(N_LAYERS):
         layers[LAYER_MODEL][layer] = common * (0.5 + 0.1 * layer) + rng.standard_normal(n)
-    layers[LAYER_MODEL][3] = None
     (root / "logp" / "layer_logp.pkl").write_bytes(pickle.dumps(layers))
 
     quantized = {}
@@ -83,10 +91,14 @@ def write_klscale(root: Path, n: int = 40, seed: int = 0, texts: list[str] | Non
         quantized[bits] = q
         (root / "logp" / f"{bits}bit_quantization_logp.pkl").write_bytes(pickle.dumps(q))
 
-    weights = {
-        "410m": {(1000, 2000): 12.5, (2000, 3000): 8.25, (3000, 4000): 7.0},
-        "1b": {115000: {116000: 3.5, 117000: 6.0}},
-    }
+    # the release's format: size -> 154 x 154 matrix over the checkpoints, upper triangle, zeros
+    # where not computed; step0-step1 is a genuine zero before computed entries of its row
+    steps = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, *range(1000, 143001, 1000)]
+    weights = {size: np.zeros((len(steps), len(steps))) for size in ("410m", "1b")}
+    weights["410m"][0, 2] = 1.5  # (step0, step1) = 0.0 is real
+    weights["410m"][steps.index(1000), steps.index(2000)] = 12.5
+    weights["410m"][steps.index(1000), steps.index(3000)] = 20.0
+    weights["1b"][steps.index(115000), steps.index(117000)] = 6.0
     (root / "weight_distance" / "weight_distance.pkl").write_bytes(pickle.dumps(weights))
     return {
         "texts": texts,

@@ -13,11 +13,15 @@ fabricated files only. What is read (every pickle through :func:`load_pickle`):
 - ``logp/layer_logp.pkl``: model -> layer (int) -> vector or None: logit-lens entries ``:L{layer}``;
 - ``logp/8bit_quantization_logp.pkl``, ``logp/4bit_quantization_logp.pkl``: model -> vector or
   None: variants bnb-8bit and bnb-4bit of the model's entry;
-- ``modelname2type.json`` (model -> type), ``sibling_info.json`` (child -> parent, a string or a
-  one-element list; both must be known models), ``type2color.json`` (not needed; ignored);
-- ``weight_distance/weight_distance.pkl``: run -> {(step_a, step_b): distance} or run -> step_a
-  -> step_b -> distance (run as in pretraining_logp.pkl, or a model id), read as the squared
-  parameter distance of the weight_distances table;
+- ``model_info/modelname2type.json`` (model -> type), ``model_info/sibling_info.json`` (child
+  -> parent: null, a name, or a list of names; a one-element list is the parent, a longer one a
+  merge, left without base_model as the release's code does; names outside model_list.json are
+  skipped and counted, as there), ``type2color.json`` (not needed; ignored);
+- ``weight_distance/weight_distance.pkl``: Pythia size -> a square matrix over the 154 Pythia
+  checkpoints (step0, 1, 2, 4, ..., 512, 1000, 2000, ..., 143000) with the squared parameter
+  distance of checkpoints i < j in its upper triangle (zero where not computed; a zero before a
+  computed entry of its row is a real zero, e.g. step0-step1); also accepted: run ->
+  {(step_a, step_b): distance} or run -> step_a -> step_b -> distance;
 - cached t-SNE coordinates: ignored.
 
 Vectors of None are skipped and counted. Entries the release's own code leaves out (the 410m
@@ -62,6 +66,7 @@ PYTHIA_TYPE = "gpt_neox"
 ENTRIES_PER_FILE = 256
 _RUN = re.compile(r"^(\d+(?:\.\d+)?)([mb])(-deduped)?(?:-seed(\d+))?$", re.IGNORECASE)
 _STEP = re.compile(r"^(?:step)?(\d+)$")
+PYTHIA_CHECKPOINT_STEPS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, *range(1000, 143001, 1000))
 
 # What the release's own analysis code (kl-scale/src/pythia.py, calc_kl.py) leaves out.
 EXCLUDED_SEEDS = {("410m", 3): "anomalous seed run", ("410m", 4): "anomalous seed run"}
@@ -159,21 +164,37 @@ def read_str_map(path: Path) -> dict[str, str]:
     return data
 
 
-def read_siblings(path: Path, known: set[str]) -> dict[str, str]:
-    """``sibling_info.json``: child -> parent (a string or a one-element list), both known models."""
+def read_siblings(path: Path, known: set[str], notes: list[str]) -> dict[str, str]:
+    """``sibling_info.json``: child -> parent (null, a name, or a list of names). A one-element
+    list is the parent; a longer one (a merge) gives no parent; pairs naming a model outside
+    ``known`` are skipped (the release's calc_kl.py does the same), each counted in ``notes``."""
     data = _json(path)
     if not isinstance(data, dict):
         raise LlklError(f"{path}: expected a JSON object from child model to parent model")
     out = {}
+    merges, unknown = 0, []
     for child, parent in data.items():
-        if isinstance(parent, list) and len(parent) == 1:
+        if parent is None:
+            continue
+        if isinstance(parent, list) and parent and all(isinstance(p, str) for p in parent):
+            if len(parent) > 1:
+                merges += 1
+                continue
             parent = parent[0]
         if not isinstance(parent, str):
-            raise LlklError(f"{path}: the parent of {child} must be a model name or a one-element list")
-        for name in (child, parent):
-            if name not in known:
-                raise LlklError(f"{path}: unknown model {name} (not in {MODEL_LIST_FILE})")
+            raise LlklError(f"{path}: the parent of {child} must be null, a model name or a list of names")
+        missing = [name for name in (child, parent) if name not in known]
+        if missing:
+            unknown.append(missing[0])
+            continue
         out[child] = parent
+    if merges:
+        notes.append(f"{path.name}: {merges} merges (several parents) left without base_model")
+    if unknown:
+        notes.append(
+            f"{path.name}: {len(unknown)} child-parent pairs name a model outside {MODEL_LIST_FILE} "
+            f"(e.g. {unknown[0]}): skipped"
+        )
     return out
 
 
@@ -257,6 +278,9 @@ def read_weight_distances(path: Path) -> list[dict[str, Any]]:
             model_id = run
         else:
             raise LlklError(f"{path}: {run!r} is not a run name")
+        if isinstance(pairs, np.ndarray):
+            rows.extend(_matrix_rows(pairs, model_id, f"{path}: {run}"))
+            continue
         pairs = _dict(pairs, path, f"step pairs ({run})")
         flat = []
         for key, value in pairs.items():
@@ -282,6 +306,34 @@ def read_weight_distances(path: Path) -> list[dict[str, Any]]:
                     "sq_distance": float(d),
                 }
             )
+    return rows
+
+
+def _matrix_rows(matrix: np.ndarray, model_id: str, where: str) -> list[dict[str, Any]]:
+    """Rows from a square matrix over :data:`PYTHIA_CHECKPOINT_STEPS` (upper triangle)."""
+    n = len(PYTHIA_CHECKPOINT_STEPS)
+    if matrix.shape != (n, n) or not np.issubdtype(matrix.dtype, np.number):
+        raise LlklError(f"{where}: expected a {n} x {n} numeric matrix over the Pythia checkpoints, got {matrix.shape}")
+    d = matrix.astype(np.float64)
+    rows = []
+    for i in range(n):
+        computed = np.flatnonzero(d[i, i + 1 :] > 0)
+        if computed.size == 0:
+            continue
+        last = i + 1 + int(computed[-1])
+        for j in range(i + 1, last + 1):
+            if np.isfinite(d[i, j]):
+                a, b = PYTHIA_CHECKPOINT_STEPS[i], PYTHIA_CHECKPOINT_STEPS[j]
+                rows.append(
+                    {
+                        "model_id": model_id,
+                        "revision_a": f"step{a}",
+                        "step_a": a,
+                        "revision_b": f"step{b}",
+                        "step_b": b,
+                        "sq_distance": float(d[i, j]),
+                    }
+                )
     return rows
 
 
@@ -359,7 +411,7 @@ def import_klscale(
     types_path = _find(folder, TYPES_FILE)
     types = read_str_map(types_path) if types_path else {}
     siblings_path = _find(folder, SIBLINGS_FILE)
-    siblings = read_siblings(siblings_path, known) if siblings_path else {}
+    siblings = read_siblings(siblings_path, known, notes) if siblings_path else {}
     for name, path in ((TYPES_FILE, types_path), (SIBLINGS_FILE, siblings_path)):
         if path is None:
             notes.append(f"{name} not found: no {'model types' if name == TYPES_FILE else 'base models'}")
@@ -421,6 +473,9 @@ def import_klscale(
         for model, layers in _dict(_pickle(path), path, "model to layers").items():
             if not isinstance(model, str):
                 raise LlklError(f"{path}: {model!r} is not a model name")
+            if layers is None:  # a model the release has no layers for
+                none_counts[path.name] = none_counts.get(path.name, 0) + 1
+                continue
             base = common(model, types.get(model))
             base["contributor"] = f"{KLSCALE_CONTRIBUTOR}; logit lens"
             for key, value in _dict(layers, path, f"layer to vector ({model})").items():
