@@ -1,16 +1,19 @@
 """Import the KL-scale release (arXiv 2505.15353; shimo-lab/modelmap, folder ``kl-scale/data/``) as schema v1.
 
-Formats as documented in the project's method.md (section 3) and issue 11; verified on
-fabricated files only. What is read (every pickle through :func:`load_pickle`):
+Formats as the release's own code writes and reads them (``kl-scale/src/calc_logp_*.py``,
+``calc_kl.py``, ``pythia.py``, ``calc_weight_distance.py`` of shimo-lab/modelmap) and as
+method.md section 3 describes them; verified on fabricated files only. What is read (every
+pickle through :func:`load_pickle`; files are found anywhere below the folder):
 
 - ``texts.json``: a JSON list of the evaluation texts (strings), in order;
 - ``model_info/model_list.json``: a JSON list of the 1,018 model names;
-- ``logp/oyama2025_logp.pkl``: their vectors in the order of model_list.json, as a K x N array,
-  a list of K vectors (or None), or a dict from model name to vector;
+- ``logp/oyama2025_logp.pkl``: their vectors in the order of model_list.json, as a K x N array
+  (the release's), a list of K vectors (or None), or a dict from model name to vector;
 - ``logp/pretraining_logp.pkl``: Pythia run ("410m", "1.4b", "410m-seed3", ...) -> step (an int,
   "1000" or "step1000") -> vector or None; entries ``EleutherAI/pythia-RUN@stepN`` with step
   and seed;
-- ``logp/layer_logp.pkl``: model -> layer (int) -> vector or None: logit-lens entries ``:L{layer}``;
+- ``logp/layer_logp.pkl``: model -> layer (int) -> vector, or model -> None: logit-lens entries
+  ``:L{layer}``;
 - ``logp/8bit_quantization_logp.pkl``, ``logp/4bit_quantization_logp.pkl``: model -> vector or
   None: variants bnb-8bit and bnb-4bit of the model's entry;
 - ``model_info/modelname2type.json`` (model -> type), ``model_info/sibling_info.json`` (child
