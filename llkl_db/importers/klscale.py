@@ -13,7 +13,9 @@ pickle through :func:`load_pickle`; files are found anywhere below the folder):
   "1000" or "step1000") -> vector or None; entries ``EleutherAI/pythia-RUN@stepN`` with step
   and seed;
 - ``logp/layer_logp.pkl``: model -> layer (int) -> vector, or model -> None: logit-lens entries
-  ``:L{layer}``;
+  ``:L{layer}`` (hidden state 0 = the embeddings; the release scores the last hidden state with
+  the model's own logits: it is kept as the last layer, so that the adjacent pairs are the
+  release's; n_layers is left unset);
 - ``logp/8bit_quantization_logp.pkl``, ``logp/4bit_quantization_logp.pkl``: model -> vector or
   None: variants bnb-8bit and bnb-4bit of the model's entry;
 - ``model_info/modelname2type.json`` (model -> type), ``model_info/sibling_info.json`` (child
@@ -481,7 +483,8 @@ def import_klscale(
                 continue
             base = common(model, types.get(model))
             base["contributor"] = f"{KLSCALE_CONTRIBUTOR}; logit lens"
-            for key, value in _dict(layers, path, f"layer to vector ({model})").items():
+            layers = _dict(layers, path, f"layer to vector ({model})")
+            for key, value in layers.items():
                 layer = _layer(key, f"{path}: {model}")
                 row = {**base, "entry_id": entry_id(model, REVISION, layer), "revision": REVISION, "layer": layer}
                 add(path, _vector(value, f"{path}: {model} layer {layer}", n), row)
