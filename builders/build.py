@@ -29,6 +29,7 @@ class BuildOptions:
     max_length: int | None = None
     contributor: str | None = None
     progress: bool = True
+    bos_policy: str = "auto"  # or "skip-first": the 2025 code's scoring, to join an imported 2025 dataset
 
 
 def done_marker(out: Path, job: Job) -> Path:
@@ -85,6 +86,7 @@ def run_job(job: Job, texts: TextSet, out: Path, options: BuildOptions) -> list[
         batch_size=options.batch_size,
         max_length=options.max_length,
         progress=options.progress,
+        bos_policy=options.bos_policy,
     )
     common = {
         "model_id": job.model_id,

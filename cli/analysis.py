@@ -39,6 +39,9 @@ def trajectory(
             "--weights/--no-weights", help="Require (or ignore) weight distances; default: use them if present."
         ),
     ] = None,
+    include_excluded: Annotated[
+        bool, typer.Option("--include-excluded", help="Use checkpoints flagged with an excluded_reason too.")
+    ] = False,
     dataset: options.Dataset = None,
     revision: options.Revision = None,
     where: options.Where = None,
@@ -53,7 +56,14 @@ def trajectory(
 
     fraction = PAPER_FRACTION if preprocess and drop_jumps == 0 else drop_jumps
     result = run_trajectory(
-        options.open_dataset(dataset, revision, where), model, seed, window, fraction, warmup_step, weights
+        options.open_dataset(dataset, revision, where),
+        model,
+        seed,
+        window,
+        fraction,
+        warmup_step,
+        weights,
+        include_excluded=include_excluded,
     )
     for line in result.notes:
         note(line)
@@ -129,6 +139,16 @@ def layers(
 @handle_errors
 def scale(
     max_pairs: Annotated[int, typer.Option("--max-pairs", help="Random pairs per setting at most.")] = 20_000,
+    definitions: Annotated[
+        str,
+        typer.Option(
+            "--definitions",
+            help="Which settings: llkl, kl-scale (the kl-scale release's own) or auto (kl-scale for its import).",
+        ),
+    ] = "auto",
+    include_excluded: Annotated[
+        bool, typer.Option("--include-excluded", help="Use entries flagged with an excluded_reason too.")
+    ] = False,
     dataset: options.Dataset = None,
     revision: options.Revision = None,
     where: options.Where = None,
@@ -138,7 +158,12 @@ def scale(
     medians of arXiv 2505.15353."""
     from llkl_db.analysis import scale_table
 
-    result = scale_table(options.open_dataset(dataset, revision, where), max_pairs=max_pairs)
+    result = scale_table(
+        options.open_dataset(dataset, revision, where),
+        max_pairs=max_pairs,
+        definitions=definitions,
+        include_excluded=include_excluded,
+    )
     if json:
         print_json(result.to_dict())
         return
@@ -150,6 +175,9 @@ def scale(
         row["pairs"] = row["n_pairs"]
     sampled = ", ".join(f"{k} ({v} pairs)" for k, v in result.sampled.items())
     caption = "KL in bits/byte; paper: median of arXiv 2505.15353 (method.md, orders of magnitude)"
+    caption += f"; settings by the {result.definitions} definitions"
+    if result.n_excluded:
+        caption += f"; {result.n_excluded} entries with an excluded_reason left out"
     if sampled:
         caption += f"; sampled: {sampled}"
     print_table(rows, ["setting", "pairs", "median", "IQR", "paper", "example"], title="The KL scale", caption=caption)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,7 +10,7 @@ import typer
 
 from llkl_db.cli import options
 from llkl_db.cli.errors import handle_errors
-from llkl_db.cli.output import note
+from llkl_db.cli.output import echo, note
 from llkl_db.errors import BadValueError, LlklError
 from llkl_db.variants import VARIANTS
 
@@ -50,12 +51,26 @@ def build(
     ] = None,
     shard: Annotated[Optional[str], typer.Option(help="i/n: run every n-th job of the plan from i.")] = None,
     contributor: Annotated[Optional[str], typer.Option(help="Name recorded as the contributor.")] = None,
+    bos_policy: Annotated[
+        str,
+        typer.Option(
+            "--bos-policy",
+            help="auto (BOS, else EOS, conditions the first token) or skip-first (the 2025 code: no prefix, "
+            "first token not scored), to join an imported 2025 dataset on equal terms.",
+        ),
+    ] = "auto",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print what the plan costs (jobs, tokens, FLOPs, GPU-hours, downloads); run nothing."
+        ),
+    ] = False,
 ) -> None:
     """Compute log-likelihood vectors: one model, or every job of a plan (resumable)."""
     from llkl_db.builders.build import BuildOptions
     from llkl_db.builders.jobs import Job
-    from llkl_db.builders.plan import load_plan, parse_shard, shard_jobs, single_model_plan
+    from llkl_db.builders.plan import load_plan, parse_shard, plan_cost, shard_jobs, single_model_plan
     from llkl_db.builders.run import run_jobs
     from llkl_db.textsets import load_text_set
 
@@ -63,6 +78,8 @@ def build(
         raise LlklError("give either MODEL or --plan")
     if plan is None and shard:
         raise LlklError("--shard applies to --plan")
+    if bos_policy not in ("auto", "skip-first"):
+        raise BadValueError("bos_policy", bos_policy, "expected auto or skip-first")
     if plan is not None:
         chosen = load_plan(plan)
     else:
@@ -76,6 +93,12 @@ def build(
             trust_remote_code=trust_remote_code,
         )
     jobs = shard_jobs(chosen.jobs, parse_shard(shard)) if shard else chosen.jobs
+    if plan is not None or dry_run:
+        cost = plan_cost(replace(chosen, jobs=jobs))
+        for line in cost.lines():
+            (echo if dry_run else note)(line)
+        if dry_run:
+            return
     if device == "auto" and chosen.device:
         device = chosen.device
     text_set = load_text_set(texts or chosen.texts)
@@ -85,6 +108,7 @@ def build(
         max_length=max_length,
         contributor=contributor,
         progress=not quiet,
+        bos_policy=bos_policy,
     )
 
     def on_event(kind: str, job: Job, reason: str) -> None:

@@ -78,6 +78,8 @@ def kl(
         if resolved.note:
             note(resolved.note)
     result = ds.kl(a, b, bias_margin=with_bias)
+    if result.warning:
+        note(f"warning: {result.warning}")
     if json:
         print_json(result.to_dict())
         return

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from llkl_db import math as llmath
+from llkl_db.bos import bos_note
 from llkl_db.errors import BadValueError
 from llkl_db.io.folder import DatasetFolder, open_folder
 from llkl_db.io.metadata import DatasetMetadata
@@ -96,6 +97,8 @@ class PairKL:
         """KL -+ (z SE + the bias margin when present), nats/text."""
         half = z * self.se_nats + (self.bias_nats or 0.0)
         return self.kl_nats - half, self.kl_nats + half
+
+    warning: str | None = None  # e.g. the two entries were scored under different bos_policy
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "se_note": llmath.SE_NOTE}
@@ -200,6 +203,11 @@ class Dataset:
         """The clipped K x N matrix of this view, float32, nats."""
         return self._store.clipped[self._rows]
 
+    @property
+    def raw_loglik(self) -> np.ndarray:
+        """The K x N matrix of this view as stored, not clipped (read from the files again)."""
+        return self._store.folder.read_loglik(self._store.entries[self._rows])
+
     # --- queries -------------------------------------------------------------------------
     def kl(self, a: str, b: str, bias_margin: bool = False) -> PairKL:
         """KL divergence between two entries, bits/byte and nats/text, each with its SE.
@@ -223,6 +231,7 @@ class Dataset:
             level=level_of(est.kl_bpb),
             bias_bpb=margin,
             bias_nats=None if margin is None else margin * to_nats,
+            warning=bos_note(*self._store.entries[[ra.position, rb.position]]["bos_policy"].to_list()),
         )
 
     def nearest(self, name: str, k: int = 10, bias_margin: bool = False) -> Neighbours:
@@ -252,7 +261,14 @@ class Dataset:
                 pl.Series("bias_bpb", margin, dtype=pl.Float64),
                 pl.Series("bias_nats", margin * self.metadata.mean_text_bytes * llmath.kl.LN2, dtype=pl.Float64),
             )
-        return Neighbours(query.entry_id, query.note, table, scale_line(table["kl_bpb"].to_list()))
+        policies = self._store.entries["bos_policy"]
+        own = policies[query.position]
+        other = [p for p in policies.gather(np.atleast_1d(idx)).to_list() if bos_note(own, p)]
+        notes = [query.note] if query.note else []
+        if other:
+            notes.append(f"{len(other)} of {table.height} neighbours: {bos_note(own, other[0])}")
+        note = "; ".join(notes) or None
+        return Neighbours(query.entry_id, note, table, scale_line(table["kl_bpb"].to_list()))
 
     def kl_matrix(self, with_se: bool = False) -> tuple[list[str], np.ndarray, np.ndarray | None]:
         """Entry ids and the full KL matrix of this view in bits/byte (and its SE matrix)."""

@@ -9,7 +9,7 @@ import polars as pl
 
 from llkl_db.errors import UnknownEntryError
 
-FINAL_REVISIONS = ("main", "master")
+FINAL_REVISIONS = ("main", "master", "unknown")  # unknown: the one revision of an imported model
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,10 @@ REFERENCE_MEDIANS: dict[str, float] = {
     "same model type": 0.95,
     "any two models": 2.2,
     "adjacent layers": 3.0,
+    # the same settings under the kl-scale release's own definitions
+    "pretraining, first 50 intervals": 0.067,
+    "pretraining, last 50 intervals": 0.011,
+    "Pythia sizes, final step": 0.48,
 }
 
 

@@ -281,3 +281,19 @@ def test_merge_cli_bad_input_is_one_line_and_leaves_the_target_alone(assets, tmp
         assert result.exit_code == 1, result.output
         assert message in result.output and "Traceback" not in result.output
     assert sorted((p.name, p.stat().st_size) for p in (tmp_path / "ds").rglob("*") if p.is_file()) == before
+
+
+def test_build_bos_policy_skip_first_records_it(assets, tmp_path):
+    import numpy as np
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    args = ["build", str(assets / "gpt_neox"), "--texts", str(assets / "tiny.parquet"), "--quiet", "--device", "cpu"]
+    for policy, out in (("auto", tmp_path / "bos"), ("skip-first", tmp_path / "skip")):
+        result = runner.invoke(app, [*args, "--out", str(out), "--bos-policy", policy])
+        assert result.exit_code == 0, result.output
+    bos, skip = (pl.read_parquet(next((tmp_path / d / "vectors").rglob("*.parquet"))) for d in ("bos", "skip"))
+    assert bos["bos_policy"][0] == "bos" and skip["bos_policy"][0] == "skip-first"
+    np.testing.assert_array_equal(skip["n_tokens"].to_numpy()[0], bos["n_tokens"].to_numpy()[0] - 1)
+    bad = runner.invoke(app, [*args, "--out", str(tmp_path / "bad"), "--bos-policy", "first"])
+    assert bad.exit_code != 0 and "bos" in bad.output and not (tmp_path / "bad").exists()

@@ -48,10 +48,15 @@ def test_import_writes_a_valid_dataset_that_opens_and_queries(imported):
     ds = llkl_db.open(out)
     assert len(ds) == 36 and ds.metadata.text_set == "pile-10k" and ds.metadata.n_texts == 40
     entries = ds.entries
-    assert set(entries["bos_policy"]) == {"skip-first"}
-    assert set(entries["revision"]) == {"main"}
+    policies = dict(zip(entries["model_type"], entries["bos_policy"], strict=True))
+    assert policies == {
+        "llama-2": "bos", "mistral": "bos", "gemma": "bos", "qwen2": "skip-first", "gpt2": "skip-first",
+        "pythia": "skip-first",
+    }  # fmt: skip
+    assert summary.bos_policies == {"bos": 18, "skip-first": 18}
+    assert set(entries["revision"]) == {"unknown"} and set(entries["dtype"]) == {"float16"}
     row = entries.filter(pl.col("model_id") == made["names"][2]).row(0, named=True)
-    assert row["entry_id"] == f"{made['names'][2]}@main"
+    assert row["entry_id"] == f"{made['names'][2]}@unknown"
     assert row["model_type"] == made["data"][2]["model_type"] and row["n_params"] == 7_000_000_000
     assert "modelmap" in row["contributor"]
     fine_tune = entries.filter(pl.col("model_id") == made["names"][1]).row(0, named=True)
@@ -159,3 +164,46 @@ def test_cli_import(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Imported 5 entries" in result.output and "skip-first" in result.output
     assert len(llkl_db.open(tmp_path / "ds")) == 5
+
+
+@pytest.mark.parametrize("shape", ["list", "dict"])
+def test_modeldata_1018_of_the_later_release(tmp_path, shape):
+    made = write_modelmap(tmp_path / "files", k=5)
+    for name in ("raw_log-likelihood_1018.pkl", "model-data-1018.pkl"):
+        (tmp_path / "files" / name).unlink()
+    records = [
+        {"model_name": d["model_name"], "model_type": d["model_type"], "raw_log-likelihood-10k": made["raw"][n]}
+        for d, n in zip(made["data"], made["names"], strict=True)
+    ]
+    payload = records if shape == "list" else {r.pop("model_name"): r for r in records}
+    (tmp_path / "files" / "modeldata_1018.pkl").write_bytes(pickle.dumps(payload))
+    summary = import_modelmap(tmp_path / "files", tmp_path / "out")
+    assert summary.n_entries == 5
+    ds = llkl_db.open(tmp_path / "out")
+    np.testing.assert_array_equal(ds.vector(made["names"][3]), made["raw"][made["names"][3]].astype(np.float32))
+    assert ds.entries.filter(pl.col("model_id") == made["names"][0])["bos_policy"][0] == "bos"  # llama-2
+
+
+@pytest.mark.parametrize("payload", [[1, 2], {"a": [1.0]}, [{"model_name": "x"}], "text"])
+def test_modeldata_1018_of_another_shape_is_refused_in_one_line(tmp_path, payload):
+    write_modelmap(tmp_path / "files", k=3)
+    for name in ("raw_log-likelihood_1018.pkl", "model-data-1018.pkl"):
+        (tmp_path / "files" / name).unlink()
+    (tmp_path / "files" / "modeldata_1018.pkl").write_bytes(pickle.dumps(payload))
+    with pytest.raises(LlklError, match="modeldata_1018.pkl: ") as err:
+        import_modelmap(tmp_path / "files", tmp_path / "out")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_kl_and_nearest_warn_across_bos_policies(imported):
+    made, out, _ = imported
+    ds = llkl_db.open(out)
+    llama, qwen, mistral = made["names"][0], made["names"][2], made["names"][1]
+    assert ds.kl(llama, qwen).warning and "bos_policy differs (bos vs skip-first)" in ds.kl(llama, qwen).warning
+    assert ds.kl(llama, mistral).warning is None
+    assert "bos_policy differs" in ds.nearest(llama, k=10).note
+    # an id ending in @unknown resolves by model id, as a final revision
+    assert ds.resolve(llama).entry_id == f"{llama}@unknown" and ds.resolve(llama).note is None
+    result = runner.invoke(app, ["kl", llama, qwen, "--dataset", str(out)])
+    assert result.exit_code == 0 and "bos_policy differs" in result.output

@@ -95,3 +95,40 @@ def test_out_of_memory_halves_the_batch_and_keeps_finished_work(monkeypatch):
     result = score_texts(model, tok, TEXTS, batch_size=8, progress=False)
     assert result.batch_size == 3 and sizes == [6, 3, 3]
     np.testing.assert_allclose(result.loglik[None], expected.loglik[None], atol=1e-4)
+
+
+def _skip_first_reference(model, tokenizer, text: str) -> tuple[float, int]:
+    """The 2025 code for a tokenizer without BOS: the text's tokens alone, tokens 2..n scored."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) < 2:
+        return 0.0, 0
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].double()
+    logp = torch.log_softmax(logits, dim=-1)
+    return float(sum(logp[i, ids[i + 1]] for i in range(len(ids) - 1))), len(ids) - 1
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_skip_first_scores_like_the_2025_code(arch):
+    model, tok = tiny_model(arch), byte_tokenizer()
+    bos = score_texts(model, tok, TEXTS, batch_size=4, progress=False)
+    skip = score_texts(model, tok, TEXTS, batch_size=4, progress=False, bos_policy="skip-first")
+    assert skip.bos_policy == "skip-first"
+    np.testing.assert_array_equal(skip.n_tokens, bos.n_tokens - 1)  # one token fewer per text ("a": none)
+    for i, text in enumerate(TEXTS):
+        expected, n = _skip_first_reference(model, tok, text)
+        assert skip.n_tokens[i] == n
+        assert skip.loglik[None][i] == pytest.approx(expected, abs=1e-3)
+    assert skip.loglik[None][2] == 0.0  # a one-token text has nothing left to score
+    # the first token's share: the bos vector minus the skip-first one is each text's first-token
+    # log-likelihood up to the changed context, and it is negative on every text with tokens
+    assert (bos.loglik[None] < skip.loglik[None]).all()
+
+
+def test_skip_first_windows_score_tokens_two_to_n_once():
+    ids = list(range(10, 60))
+    windows = text_windows(0, ids, None, max_length=16, stride=8)
+    scored = [t for w in windows for t in w.targets[w.score_from :]]
+    assert scored == ids[1:]
+    with pytest.raises(Exception, match="bos_policy"):
+        score_texts(tiny_model("llama"), byte_tokenizer(), ["x"], bos_policy="first", progress=False)

@@ -21,6 +21,7 @@ from llkl_db.builders.scoring.windows import Window, text_windows
 from llkl_db.errors import BadValueError, LlklError
 
 DEFAULT_MAX_LENGTH = 2048
+BOS_POLICIES = ("auto", "skip-first")  # auto: BOS if the tokenizer has one, else EOS
 
 
 @dataclass
@@ -75,12 +76,19 @@ def score_texts(
     max_length: int | None = None,
     stride: int | None = None,
     progress: bool = True,
+    bos_policy: str = "auto",
 ) -> ScoreResult:
     """Log-likelihood of each text under ``model`` (every token once), and under the logit lens
     of each of ``layers``. ``batch_size`` None picks one for the device and halves it on
-    out-of-memory without losing finished batches."""
+    out-of-memory without losing finished batches. ``bos_policy`` 'skip-first' scores as the
+    2025 code did for a tokenizer without BOS: no prefix, the first token not scored."""
+    if bos_policy not in BOS_POLICIES:
+        raise BadValueError("bos_policy", bos_policy, f"expected one of {', '.join(BOS_POLICIES)}")
     layers = check_layers(model, layers)
-    prefix_id, bos_policy = prefix_token(tokenizer)
+    if bos_policy == "skip-first":
+        prefix_id = None
+    else:
+        prefix_id, bos_policy = prefix_token(tokenizer)
     length = context_length(model, max_length)
     stride = stride or max(1, length // 2)
     token_ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
@@ -89,6 +97,8 @@ def score_texts(
     head = OutputHead.of(model)
     sums = {key: np.zeros(len(texts)) for key in [None, *layers]}
     n_tokens = np.array([len(ids) for ids in token_ids], dtype=np.int64)
+    if prefix_id is None:
+        n_tokens = np.maximum(n_tokens - 1, 0)
     size = batch_size or (64 if device.type == "cuda" else 8)
 
     started = time.perf_counter()

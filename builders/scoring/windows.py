@@ -4,6 +4,8 @@ A text of tokens t_1..t_n is scored as [prefix, t_1, ..., t_n]: the prefix (BOS,
 conditions the first token. When that is longer than the model's context, the sequence is cut
 into windows of at most ``max_length`` inputs; each later window re-reads the previous
 ``max_length - stride`` tokens as context and scores only the ``stride`` tokens after them.
+Without a prefix (``prefix_id`` None, the 2025 code's 'skip-first'), t_1 is context only and
+t_2..t_n are scored.
 """
 
 from __future__ import annotations
@@ -28,15 +30,16 @@ class Window:
 
 
 def text_windows(
-    text_index: int, token_ids: Sequence[int], prefix_id: int, max_length: int, stride: int
+    text_index: int, token_ids: Sequence[int], prefix_id: int | None, max_length: int, stride: int
 ) -> list[Window]:
-    """Windows that together score each of ``token_ids`` once, conditioned on ``prefix_id``."""
+    """Windows that together score each of ``token_ids`` once, conditioned on ``prefix_id``
+    (None: no prefix, the first token is not scored)."""
     if max_length < 2:
         raise ValueError("max_length must be at least 2")
     if not 1 <= stride <= max_length - 1:
         raise ValueError("stride must be between 1 and max_length - 1")
-    seq = [prefix_id, *token_ids]
-    n_targets = len(token_ids)
+    seq = [prefix_id, *token_ids] if prefix_id is not None else list(token_ids)
+    n_targets = max(len(seq) - 1, 0)
     windows: list[Window] = []
     scored = 0  # targets seq[1..scored] are done
     while scored < n_targets:

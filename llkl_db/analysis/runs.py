@@ -39,9 +39,10 @@ def seed_group(model_id: str) -> str:
     return SEED_SUFFIX.sub("", model_id)
 
 
-def find_runs(entries: pl.DataFrame, name: str, seed: int | None = None) -> list[Run]:
+def find_runs(entries: pl.DataFrame, name: str, seed: int | None = None, include_excluded: bool = False) -> list[Run]:
     """The runs of ``name`` among ``entries``: the model itself and models named NAME-seedN,
-    each with its output-layer, reference-precision entries that have a step.
+    each with its output-layer, reference-precision entries that have a step (those with an
+    ``excluded_reason`` left out unless ``include_excluded``).
 
     Raises a clear error for an unknown name, a model without checkpoints, a seed that is
     not there, or a run with a single checkpoint."""
@@ -54,6 +55,10 @@ def find_runs(entries: pl.DataFrame, name: str, seed: int | None = None) -> list
     checkpoints = mine.filter(pl.col("step").is_not_null() & pl.col("layer").is_null() & pl.col("variant").is_null())
     if checkpoints.height == 0:
         raise LlklError(f"{model} has no checkpoints (entries with a step) in this dataset; a trajectory needs them")
+    if not include_excluded:
+        checkpoints = checkpoints.filter(pl.col("excluded_reason").is_null())
+        if checkpoints.height == 0:
+            raise LlklError(f"{model}: every checkpoint has an excluded_reason; include them explicitly to use them")
     runs = []
     for (model_id,), group in checkpoints.group_by("model_id", maintain_order=True):
         group = group.sort("step")

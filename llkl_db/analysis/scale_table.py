@@ -12,7 +12,7 @@ from llkl_db.errors import BadValueError, LlklError
 from llkl_db.scale import REFERENCE_MEDIANS
 
 from .pairs import kl_pairs
-from .settings import Pairs, setting_pairs
+from .settings import KLSCALE_PREPROCESSED, Pairs, klscale_preprocessing, klscale_run_groups, select_setting_pairs
 
 DEFAULT_MAX_PAIRS = 20_000
 
@@ -24,9 +24,16 @@ class ScaleTable:
 
     table: pl.DataFrame
     sampled: dict[str, int]
+    definitions: str = "llkl"
+    n_excluded: int = 0  # entries left out for their excluded_reason
 
     def to_dict(self) -> dict:
-        return {"settings": self.table.to_dicts(), "sampled": self.sampled}
+        return {
+            "settings": self.table.to_dicts(),
+            "sampled": self.sampled,
+            "definitions": self.definitions,
+            "n_excluded": self.n_excluded,
+        }
 
 
 def _sample(pairs: Pairs, max_pairs: int, rng: np.random.Generator) -> Pairs:
@@ -36,28 +43,65 @@ def _sample(pairs: Pairs, max_pairs: int, rng: np.random.Generator) -> Pairs:
     return Pairs(pairs.a[keep], pairs.b[keep])
 
 
-def scale_table(ds, max_pairs: int = DEFAULT_MAX_PAIRS, seed: int = 0) -> ScaleTable:
+def _klscale_kl(ds, entries: pl.DataFrame, include_excluded: bool):
+    """KL of a setting's pairs the way the kl-scale release computes it: the raw (unclipped)
+    vectors over all texts, except the pretraining, seed and size settings, which use the
+    vectors of their group of runs preprocessed (clipped, jumpy texts dropped, B recomputed)."""
+    raw = ds.raw_loglik
+    n_bytes = ds.folder.text_set.n_bytes.astype(np.float64)
+    groups = klscale_run_groups(entries, include_excluded)
+    prepared: dict[str, tuple[float, np.ndarray, float] | None] = {}
+
+    def kl_of(name: str, pairs: Pairs) -> np.ndarray:
+        group = KLSCALE_PREPROCESSED.get(name)
+        if group is None:
+            return kl_pairs(raw, pairs.a, pairs.b, ds.metadata.mean_text_bytes)[0]
+        if group not in prepared:
+            prepared[group] = klscale_preprocessing(raw, n_bytes, groups[group])
+        threshold, keep, mean_bytes = prepared[group]
+        used, index = np.unique(np.concatenate([pairs.a, pairs.b]), return_inverse=True)
+        sub = np.maximum(raw[used][:, keep], np.float32(threshold))
+        return kl_pairs(sub, index[: pairs.size], index[pairs.size :], mean_bytes)[0]
+
+    return kl_of
+
+
+def scale_table(
+    ds,
+    max_pairs: int = DEFAULT_MAX_PAIRS,
+    seed: int = 0,
+    definitions: str = "auto",
+    include_excluded: bool = False,
+) -> ScaleTable:
     """The scale table of the dataset view ``ds``: settings with more than ``max_pairs`` pairs
-    are estimated from that many random pairs (seeded)."""
+    are estimated from that many random pairs (seeded). ``definitions``: 'llkl' (this project's
+    recognition of settings), 'kl-scale' (the kl-scale release's own, see
+    :func:`~llkl_db.analysis.settings.klscale_setting_pairs`) or 'auto' (kl-scale for an import
+    of that release). Entries with an ``excluded_reason`` are left out unless ``include_excluded``."""
     if max_pairs < 1:
         raise BadValueError("max_pairs", max_pairs, "must be at least 1")
     entries = ds.entries
     if len(ds) < 2:
         raise LlklError("the scale needs at least two entries")
-    settings = setting_pairs(entries)
+    definitions, settings = select_setting_pairs(entries, definitions, include_excluded)
+    n_excluded = 0 if include_excluded else int(entries["excluded_reason"].is_not_null().sum())
     if not settings:
         raise LlklError(
             "no pairs of any setting in this dataset (checkpoints, seeds, variants, fine-tunes, models, layers)"
         )
     rng = np.random.default_rng(seed)
-    x = ds.loglik
+    kl_of = _klscale_kl(ds, entries, include_excluded) if definitions == "kl-scale" else None
+    x = ds.loglik if kl_of is None else None
     ids = entries["entry_id"].to_list()
     rows, sampled = [], {}
     for name, pairs in settings.items():
         used = _sample(pairs, max_pairs, rng)
         if used.size < pairs.size:
             sampled[name] = pairs.size
-        kl, _ = kl_pairs(x, used.a, used.b, ds.metadata.mean_text_bytes)
+        if kl_of is None:
+            kl, _ = kl_pairs(x, used.a, used.b, ds.metadata.mean_text_bytes)
+        else:
+            kl = kl_of(name, used)
         q25, median, q75 = np.percentile(kl, [25, 50, 75])
         reference = REFERENCE_MEDIANS.get(name)
         rows.append(
@@ -80,4 +124,4 @@ def scale_table(ds, max_pairs: int = DEFAULT_MAX_PAIRS, seed: int = 0) -> ScaleT
         "reference_bpb": pl.Float64,
         "example": pl.String,
     }
-    return ScaleTable(pl.DataFrame(rows, schema=schema), sampled)
+    return ScaleTable(pl.DataFrame(rows, schema=schema), sampled, definitions, n_excluded)

@@ -4,6 +4,7 @@ between seeds at matching steps."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from itertools import combinations
 
@@ -187,6 +188,7 @@ def trajectory(
     warmup_step: int | None = None,
     weights: bool | None = None,
     min_points: int = MIN_POINTS,
+    include_excluded: bool = False,
 ) -> Trajectory:
     """The trajectory of ``model`` (a model id; models named MODEL-seedN are its seeds) in the
     dataset view ``ds``.
@@ -194,15 +196,24 @@ def trajectory(
     ``drop_jumps`` (the papers use ``PAPER_FRACTION``) drops that fraction of texts with the largest jumps
     between consecutive checkpoints from ``warmup_step`` on (default: the paper's 2000/143000 of
     the final step) and recomputes B over the texts kept. ``weights``: True requires the
-    weight-distance table, None uses it when present, False ignores it."""
+    weight-distance table, None uses it when present, False ignores it. Checkpoints with an
+    ``excluded_reason`` (e.g. the kl-scale release's anomalous seeds) are left out unless
+    ``include_excluded``."""
     if window < 1:
         raise BadValueError("window", window, "must be at least 1")
     if not 0.0 <= drop_jumps < 1.0:
         raise BadValueError("drop_jumps", drop_jumps, "expected a fraction in [0, 1)")
     entries = ds.entries
-    runs = find_runs(entries, model, seed)
+    runs = find_runs(entries, model, seed, include_excluded)
     x = ds.loglik  # clipped, rows of the view
     notes: list[str] = []
+    if not include_excluded:
+        mine = entries.filter(
+            pl.col("model_id").is_in(list({r.model_id for r in runs} | {model.split("@", 1)[0]}))
+            | pl.col("model_id").str.contains("^" + re.escape(model.split("@", 1)[0]) + r"-seed\d+$")
+        ).filter(pl.col("excluded_reason").is_not_null() & pl.col("step").is_not_null())
+        if mine.height:
+            notes.append(f"left out {mine.height} checkpoint(s) with an excluded_reason (include them explicitly)")
     nbytes = _text_bytes(ds)
     dropped = 0
     if drop_jumps > 0:

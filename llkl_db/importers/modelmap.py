@@ -3,11 +3,17 @@
 - ``raw_log-likelihood_1018.pkl``: a dict from model name to a float array of 10,000 (nats);
 - ``model-data-1018.pkl``: a list of dicts with ``model_name``, ``model_type``, ``model_size``
   (billions of parameters), ``created_at``, ``downloads``, ``tags``, ``log-likelihood-10k``,
-  ``mean_logp`` and the ``score_v1_*`` benchmark scores (Open LLM Leaderboard v1).
+  ``mean_logp`` and the ``score_v1_*`` benchmark scores (Open LLM Leaderboard v1);
+- ``modeldata_1018.pkl`` (the later release, read by the resampling-texts code of arXiv
+  2505.15428): per-model records with the vector under ``raw_log-likelihood-10k``, as a list of
+  dicts with ``model_name`` or a dict from model name to record.
 
 Both are loaded with :func:`llkl_db.importers.safe_pickle.load_pickle`. The vectors go on the
-pile-10k text set (the published ``texts-10k-pile.jsonl``, or a text-set Parquet) with
-bos_policy ``skip-first``: the 2025 code scored tokens 2..n. Scores go into
+pile-10k text set (the published ``texts-10k-pile.jsonl``, or a text-set Parquet). The 2025
+code encoded each text with the tokenizer's default special tokens and dropped the first
+position's score, so bos_policy depends on the tokenizer: 'bos' where it prepends BOS, else
+'skip-first', decided by model type (:mod:`llkl_db.bos`). They were scored in float16 (dtype
+float16) at a revision nobody recorded (revision ``unknown``). Scores go into
 ``tables/model_scores.parquet``.
 """
 
@@ -22,13 +28,17 @@ from typing import Any
 
 import numpy as np
 
+from llkl_db.bos import bos_policy_for
 from llkl_db.errors import LlklError
 
 RAW_FILE = "raw_log-likelihood_1018.pkl"
 META_FILE = "model-data-1018.pkl"
 TEXTS_FILE = "texts-10k-pile.jsonl"
+MODELDATA_FILE = "modeldata_1018.pkl"
+MODELDATA_KEY = "raw_log-likelihood-10k"
 TEXT_SET = "pile-10k"
-BOS_POLICY = "skip-first"
+REVISION = "unknown"  # the 2025 code did not record the revisions it scored
+DTYPE = "float16"
 CONTRIBUTOR = "shimo-lab/modelmap (Oyama et al., ACL 2025, arXiv:2502.16173)"
 SCORE_SOURCE = "Open LLM Leaderboard v1, via model-data-1018.pkl of shimo-lab/modelmap (arXiv:2502.16173)"
 ENTRIES_PER_FILE = 256
@@ -45,6 +55,8 @@ class ImportSummary:
     text_set: str
     dataset_version: str
     skipped: list[str]
+    bos_policies: dict[str, int] | None = None  # entries per bos_policy
+    notes: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +66,8 @@ class ImportSummary:
             "text_set": self.text_set,
             "dataset_version": self.dataset_version,
             "skipped": self.skipped,
+            "bos_policies": self.bos_policies or {},
+            "notes": self.notes or [],
         }
 
 
@@ -97,6 +111,26 @@ def read_model_data(path: Path) -> list[dict[str, Any]]:
             raise LlklError(f"{path}: model_name {name!r} appears twice (items {seen[name]} and {i})")
         seen[name] = i
     return data
+
+
+def read_modeldata(path: Path) -> dict[str, dict[str, Any]]:
+    """``modeldata_1018.pkl``: model name -> record with the vector under ``raw_log-likelihood-10k``;
+    the file is a list of records with ``model_name`` or a dict from model name to record."""
+    from .safe_pickle import load_pickle
+
+    data = load_pickle(path)
+    if isinstance(data, dict) and all(isinstance(k, str) and isinstance(v, dict) for k, v in data.items()):
+        records = {name: {**item, "model_name": name} for name, item in data.items()}
+    elif isinstance(data, list) and all(isinstance(d, dict) and isinstance(d.get("model_name"), str) for d in data):
+        records = {item["model_name"]: item for item in data}
+    else:
+        raise LlklError(
+            f"{path}: expected a list of per-model dicts with 'model_name', or a dict from model name to dict"
+        )
+    for name, item in records.items():
+        if MODELDATA_KEY not in item:
+            raise LlklError(f"{path}: {name} has no {MODELDATA_KEY!r}")
+    return records
 
 
 def _vector(value: Any, where: str) -> np.ndarray:
@@ -234,8 +268,9 @@ def import_modelmap(
     if not folder.is_dir():
         raise LlklError(f"{folder}: no such folder")
     raw_path, meta_path = _find(folder, RAW_FILE), _find(folder, META_FILE)
-    if raw_path is None and meta_path is None:
-        raise LlklError(f"{folder}: neither {RAW_FILE} nor {META_FILE} found")
+    modeldata_path = _find(folder, MODELDATA_FILE)
+    if raw_path is None and meta_path is None and modeldata_path is None:
+        raise LlklError(f"{folder}: none of {RAW_FILE}, {META_FILE}, {MODELDATA_FILE} found")
     vectors = read_raw(raw_path) if raw_path else {}
     model_data = read_model_data(meta_path) if meta_path else []
     meta_by_name = {item["model_name"]: item for item in model_data}
@@ -243,6 +278,12 @@ def import_modelmap(
         for name, item in meta_by_name.items():
             if "log-likelihood-10k" in item:
                 vectors[name] = _vector(item["log-likelihood-10k"], f"{meta_path}: {name}")
+    if modeldata_path is not None:
+        for name, item in read_modeldata(modeldata_path).items():
+            meta_by_name.setdefault(name, item)
+            if name not in vectors:
+                vectors[name] = _vector(item[MODELDATA_KEY], f"{modeldata_path}: {name}")
+    vector_source = raw_path or meta_path or modeldata_path
     if not vectors:
         raise LlklError(f"{folder}: no log-likelihood vectors found")
 
@@ -253,28 +294,34 @@ def import_modelmap(
         n = len(text_set.texts)
         names = sorted(vectors)
         skipped = []
+        unknown_types: dict[str, int] = {}
         rows, kept = [], []
         for name in names:
             vector = vectors[name]
             if vector.shape != (n,):
                 raise LlklError(
-                    f"{raw_path or meta_path}: {name} has {vector.size} values, the text set {text_set.name} has {n} texts"
+                    f"{vector_source}: {name} has {vector.size} values, the text set {text_set.name} has {n} texts"
                 )
             if not np.isfinite(vector).all():
                 skipped.append(f"{name}: non-finite values")
                 continue
             item = meta_by_name.get(name, {})
+            model_type = item.get("model_type") if isinstance(item.get("model_type"), str) else None
+            decision = bos_policy_for(model_type)
+            if not decision.known:
+                unknown_types[str(model_type)] = unknown_types.get(str(model_type), 0) + 1
             rows.append(
                 {
-                    "entry_id": entry_id(name, "main"),
+                    "entry_id": entry_id(name, REVISION),
                     "model_id": name,
-                    "revision": "main",
-                    "model_type": item.get("model_type") if isinstance(item.get("model_type"), str) else None,
+                    "revision": REVISION,
+                    "model_type": model_type,
                     "n_params": _n_params(item.get("model_size"), f"{meta_path}: {name}"),
                     "base_model": base_model_of(item.get("tags")),
                     "text_set": text_set.name,
                     "text_set_sha256": text_set.sha256,
-                    "bos_policy": BOS_POLICY,
+                    "bos_policy": decision.policy,
+                    "dtype": DTYPE,
                     "tokenizer": name,
                     "contributor": CONTRIBUTOR,
                 }
@@ -298,4 +345,13 @@ def import_modelmap(
         metadata = merge([build.root], out, dataset_version=dataset_version, overwrite=overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ImportSummary(out, len(rows), len(scores), metadata.text_set, metadata.dataset_version, skipped)
+    policies: dict[str, int] = {}
+    for row in rows:
+        policies[row["bos_policy"]] = policies.get(row["bos_policy"], 0) + 1
+    notes = [
+        f"{count} model(s) of type {name!r} (not in bos_by_model_type.json): bos_policy skip-first assumed"
+        for name, count in sorted(unknown_types.items())
+    ]
+    return ImportSummary(
+        out, len(rows), len(scores), metadata.text_set, metadata.dataset_version, skipped, policies, notes
+    )
