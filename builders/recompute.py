@@ -58,26 +58,24 @@ def recompute_check(
     subset = [texts.texts[i] for i in picked]
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in report.entry_rows:
-        groups[(row["model_id"], row["revision"], row.get("variant"), row.get("dtype"))].append(row)
-    for (model_id, revision, variant, dtype), rows in groups.items():
-        skip_first = [r for r in rows if r.get("bos_policy") == "skip-first"]
-        for r in skip_first:
-            report.notes.append(
-                f"{r['entry_id']}: not recomputed (bos_policy skip-first: the 2025 scoring is not reproduced here)"
-            )
-        rows = [r for r in rows if r.get("bos_policy") != "skip-first"]
-        if not rows:
-            continue
+        key = (row["model_id"], row["revision"], row.get("variant"), row.get("dtype"), row.get("bos_policy"))
+        groups[key].append(row)
+    for (model_id, revision, variant, dtype, bos_policy), rows in groups.items():
+        # skip-first entries (the 2025 scoring) are re-scored the same way; the others as built.
+        policy = "skip-first" if bos_policy == "skip-first" else "auto"
         try:
             loaded = load_model(
                 model_id,
-                revision=None if revision in ("local", None) else revision,
+                # 'unknown' (imported 2025 vectors) has no revision to pin: the latest is the best guess
+                revision=None if revision in ("local", "unknown", None) else revision,
                 dtype=dtype if dtype in DTYPES else "auto",
                 device=device,
                 variant=variant,
             )
             layers = sorted({r["layer"] for r in rows if r.get("layer") is not None})
-            result = score_texts(loaded.model, loaded.tokenizer, subset, layers=layers, progress=False)
+            result = score_texts(
+                loaded.model, loaded.tokenizer, subset, layers=layers, progress=False, bos_policy=policy
+            )
         except LlklError as exc:
             for r in rows:
                 report.notes.append(f"{r['entry_id']}: not recomputed (model could not be loaded: {exc})")

@@ -70,7 +70,8 @@ def build(
     """Compute log-likelihood vectors: one model, or every job of a plan (resumable)."""
     from llkl_db.builders.build import BuildOptions
     from llkl_db.builders.jobs import Job
-    from llkl_db.builders.plan import load_plan, parse_shard, plan_cost, shard_jobs, single_model_plan
+    from llkl_db.builders.plan import load_plan, parse_shard, shard_jobs, single_model_plan
+    from llkl_db.builders.plan_cost import plan_cost
     from llkl_db.builders.run import run_jobs
     from llkl_db.textsets import load_text_set
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from llkl_db.builders.plan import load_plan, params_from_name, parse_plan, plan_cost
+from llkl_db.builders.plan import load_plan, parse_plan
+from llkl_db.builders.plan_cost import params_from_name, plan_cost
 from llkl_db.cli import app
 from llkl_db.io.texts import write_texts
 
