@@ -3,7 +3,7 @@ checkpoints of each training run joined in step order."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -12,7 +12,7 @@ from llkl_db import math as llmath
 from llkl_db.errors import BadValueError, LlklError
 
 from .colors import assign
-from .embedding import gram, pca, sq_distances, tsne
+from .embedding import pca, tsne_auto
 
 METHODS = ("pca", "tsne")
 DERIVED = {
@@ -35,10 +35,15 @@ class EntryMap:
     numeric: bool
     runs: list[list[int]]  # indices of each run's checkpoints in step order
     method: str
+    method_note: str = ""  # which implementation ran (t-SNE: openTSNE or the numpy fallback)
+    colourings: dict[str, list] = field(default_factory=dict)  # name -> one value per entry
+    # per entry: its k nearest entries of the view as (index, kl_bpb, se_bpb, level), as nearest gives them
+    neighbours: list[list[tuple[int, float, float, str]]] | None = None
 
     def to_dict(self) -> dict:
         return {
             "method": self.method,
+            "method_note": self.method_note,
             "color_by": self.color_by,
             "points": [
                 {"entry_id": e, "x": float(x), "y": float(y), self.color_by: v}
@@ -83,10 +88,63 @@ def _runs(entries: pl.DataFrame) -> list[list[int]]:
     return runs
 
 
-def entry_map(ds, method: str = "pca", color: str = "model_type", perplexity: float = 30.0, seed: int = 0) -> EntryMap:
+EXPLORER_COLOURINGS = ("family", "model_type", "kind")
+
+
+def _score_colourings(ds, entries: pl.DataFrame) -> dict[str, list]:
+    """One colouring per benchmark score of the dataset's model_scores table (by model id)."""
+    from llkl_db.io.scores import read_scores
+
+    try:
+        table = read_scores(ds.root)
+    except LlklError:
+        return {}
+    out = {}
+    models = entries["model_id"].to_list()
+    for score in sorted(table["score"].unique().drop_nulls().to_list()):
+        rows = table.filter((pl.col("score") == score) & pl.col("value").is_not_null() & pl.col("value").is_finite())
+        values = dict(zip(rows["model_id"].to_list(), rows["value"].to_list(), strict=True))
+        if any(m in values for m in models):
+            out[f"score: {score}"] = [values.get(m) for m in models]
+    return out
+
+
+def neighbour_lists(ds, k: int = 10) -> list[list[tuple[int, float, float, str]]]:
+    """Each entry's ``k`` nearest entries of the view, exactly as :meth:`Dataset.nearest` gives
+    them (same order, values and level): (index in the view, kl_bpb, se_bpb, level)."""
+    ids = ds.entries["entry_id"].to_list()
+    index = {e: i for i, e in enumerate(ids)}
+    out = []
+    for eid in ids:
+        table = ds.nearest(eid, k=k).table
+        out.append(
+            [
+                (index[e], float(kl), float(se), level)
+                for e, kl, se, level in zip(
+                    table["entry_id"].to_list(),
+                    table["kl_bpb"].to_list(),
+                    table["se_bpb"].to_list(),
+                    table["level"].to_list(),
+                    strict=True,
+                )
+            ]
+        )
+    return out
+
+
+def entry_map(
+    ds,
+    method: str = "pca",
+    color: str = "model_type",
+    perplexity: float = 30.0,
+    seed: int = 0,
+    neighbours: int = 0,
+) -> EntryMap:
     """The map of the dataset view ``ds``: PCA (fast default) or t-SNE of the double-centred
     log-likelihood matrix (squared distances proportional to KL), coloured by ``color`` (any
-    metadata column, or kind, source, family)."""
+    metadata column, or kind, source, family). With ``neighbours=k`` each entry also carries its
+    k nearest entries (for the HTML explorer); the family, model type, kind and every benchmark
+    score of the dataset are kept as alternative colourings."""
     if method not in METHODS:
         raise BadValueError("method", method, f"use one of {', '.join(METHODS)}")
     if len(ds) < 2:
@@ -95,8 +153,24 @@ def entry_map(ds, method: str = "pca", color: str = "model_type", perplexity: fl
     values = _color_values(entries, color)
     centered = llmath.prepare_clipped(ds.loglik.copy()).centered
     if method == "pca":
-        xy = pca(centered)
+        xy, method_note = pca(centered), "PCA (numpy)"
     else:
-        xy = tsne(sq_distances(gram(centered)), perplexity=perplexity, seed=seed, init=pca(centered))
+        xy, method_note = tsne_auto(centered, perplexity=perplexity, seed=seed)
     colours, legend, numeric = assign(values)
-    return EntryMap(entries["entry_id"].to_list(), xy, color, values, colours, legend, numeric, _runs(entries), method)
+    colourings = {name: _color_values(entries, name) for name in EXPLORER_COLOURINGS}
+    colourings[color] = values
+    colourings.update(_score_colourings(ds, entries))
+    return EntryMap(
+        entries["entry_id"].to_list(),
+        xy,
+        color,
+        values,
+        colours,
+        legend,
+        numeric,
+        _runs(entries),
+        method,
+        method_note,
+        colourings,
+        neighbour_lists(ds, neighbours) if neighbours > 0 else None,
+    )
