@@ -10,6 +10,7 @@ import polars as pl
 
 from llkl_db import math as llmath
 from llkl_db.errors import BadValueError, LlklError
+from llkl_db.scale import level_of
 
 from .colors import assign
 from .embedding import pca, tsne_auto
@@ -109,26 +110,42 @@ def _score_colourings(ds, entries: pl.DataFrame) -> dict[str, list]:
     return out
 
 
-def neighbour_lists(ds, k: int = 10) -> list[list[tuple[int, float, float, str]]]:
-    """Each entry's ``k`` nearest entries of the view, exactly as :meth:`Dataset.nearest` gives
-    them (same order, values and level): (index in the view, kl_bpb, se_bpb, level)."""
-    ids = ds.entries["entry_id"].to_list()
-    index = {e: i for i, e in enumerate(ids)}
-    out = []
-    for eid in ids:
-        table = ds.nearest(eid, k=k).table
-        out.append(
-            [
-                (index[e], float(kl), float(se), level)
-                for e, kl, se, level in zip(
-                    table["entry_id"].to_list(),
-                    table["kl_bpb"].to_list(),
-                    table["se_bpb"].to_list(),
-                    table["level"].to_list(),
-                    strict=True,
-                )
-            ]
-        )
+def neighbour_lists(ds, k: int = 10, block: int = 512) -> list[list[tuple[int, float, float, str]]]:
+    """Each entry's ``k`` nearest entries of the view, as :meth:`Dataset.nearest` gives them
+    (same candidates, order, values and level): (index in the view, kl_bpb, se_bpb, level).
+
+    Batched: one float32 matrix product per block of queries finds, for each, the candidates
+    within the rounding bound of its k-th distance (as :func:`llkl_db.math.nearest` does), then
+    the exact float64 variances of those from the clipped rows rank them; so a 20,000-entry view
+    takes seconds, not a call to ``nearest`` per entry."""
+    clipped = np.ascontiguousarray(ds.loglik, dtype=np.float32)
+    n_rows, n_texts = clipped.shape
+    kk = min(k, n_rows - 1)
+    if kk < 1:
+        return [[] for _ in range(n_rows)]
+    prepared = llmath.prepare_clipped(clipped)
+    centered, norms = prepared.centered, prepared.sq_norms
+    eps = 8.0 * np.sqrt(n_texts) * np.finfo(np.float32).eps  # the bound of llkl_db.math.nearest
+    mean_bytes = ds.metadata.mean_text_bytes
+    out: list[list[tuple[int, float, float, str]]] = []
+    for start in range(0, n_rows, block):
+        rows = np.arange(start, min(start + block, n_rows))
+        dots = (centered[rows] @ centered.T).astype(np.float64)
+        dist = norms[rows, None] + norms[None, :] - 2.0 * dots
+        bound = eps * (norms[rows, None] + norms[None, :])
+        dist[np.arange(rows.size), rows] = np.inf  # not the query itself
+        upper = np.partition(dist + bound, kk - 1, axis=1)[:, kk - 1]
+        for r, q in enumerate(rows):
+            pool = np.flatnonzero(dist[r] - bound[r] <= upper[r])
+            var, se_var = llmath.variance_with_se(clipped[pool].astype(np.float64) - clipped[q].astype(np.float64))
+            order = np.argsort(var, kind="stable")[:kk]
+            est = llmath.from_variance(var[order], se_var[order], mean_bytes)
+            out.append(
+                [
+                    (int(j), float(kl), float(se), level_of(float(kl)))
+                    for j, kl, se in zip(pool[order], np.atleast_1d(est.kl_bpb), np.atleast_1d(est.se_bpb), strict=True)
+                ]
+            )
     return out
 
 
