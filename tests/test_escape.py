@@ -419,7 +419,7 @@ def test_card_front_matter_cannot_be_injected_and_values_round_trip(tmp_path):
     card = render_card(folder, hostile_meta, folder.entries(), repo_id="org/name")
 
     front = front_matter(card)
-    assert set(front) == {"license", "pretty_name", "tags", "configs"}
+    assert set(front) == {"license", "license_name", "pretty_name", "tags", "configs"}
     assert front["pretty_name"] == f"llkl-db {YAML_INJECTION}`| v{meta.dataset_version}"
     names = [c["config_name"] for c in front["configs"]]
     assert names == [kind, "texts", "model_scores"]
