@@ -245,6 +245,7 @@ def test_build_cli_single_model_and_bad_input(assets, tmp_path):
     )
     assert ok.exit_code == 0, ok.output
     assert entry_ids(out) == ["tiny/llama@local", "tiny/llama@local:L0"]
+    assert "1 job built (2 entries written), 0 already done, 0 failed" in ok.stderr  # entries, not only jobs
     for args, message in [
         (["build"], "either MODEL or --plan"),
         (["build", str(assets / "llama"), "--layers", "x", "--texts", str(assets / "tiny.parquet")], "--layers"),
