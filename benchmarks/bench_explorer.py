@@ -51,9 +51,13 @@ def synthetic(k: int, n: int, seed: int = 0) -> tuple[np.ndarray, list[dict]]:
             rows.append({"entry_id": entry_id(model, f"step{step}"), "model_id": model, "revision": f"step{step}",
                          "step": step, "model_type": t, "n_params": (i % 7 + 1) * 10**8})  # fmt: skip
             vectors.append(walk.copy())
-        rows.append({"entry_id": entry_id(model, "main"), "model_id": model, "model_type": t, "n_params": (i % 7 + 1) * 10**8})
+        rows.append(
+            {"entry_id": entry_id(model, "main"), "model_id": model, "model_type": t, "n_params": (i % 7 + 1) * 10**8}
+        )
         vectors.append(own)
-        rows.append({"entry_id": entry_id(model, "main", None, "q8_0"), "model_id": model, "variant": "q8_0", "model_type": t})
+        rows.append(
+            {"entry_id": entry_id(model, "main", None, "q8_0"), "model_id": model, "variant": "q8_0", "model_type": t}
+        )
         vectors.append(own + 0.3 * rng.standard_normal(n))
         rows.append({"entry_id": entry_id(model, "main", 0), "model_id": model, "layer": 0, "model_type": t})
         vectors.append(base + 40.0 * rng.standard_normal(n))
