@@ -40,3 +40,36 @@ def test_progress_estimates_time_left_from_the_first_slow_batch():
     assert RateColumn().render(first_batch).plain == "11 tok/s"
     before = SimpleNamespace(completed=0, total=10_000, elapsed=5.0, finished=False)
     assert TimeLeftColumn().render(before).plain == "-:--:--" and RateColumn().render(before).plain == ""
+
+
+class _Dist:
+    def __init__(self, direct_url: str | None) -> None:
+        self.direct_url = direct_url
+
+    def read_text(self, name: str) -> str | None:
+        return self.direct_url if name == "direct_url.json" else None
+
+
+def test_install_hints_work_from_a_clone(monkeypatch):
+    import sys as _sys
+
+    import pytest
+
+    from llkl_db import install
+    from llkl_db.errors import LlklError
+
+    monkeypatch.setattr(
+        install.metadata,
+        "distribution",
+        lambda name: _Dist('{"url": "file:///home/me/src/llkl%20db", "dir_info": {"editable": true}}'),
+    )
+    assert install.install_hint("plot") == "pip install -e '/home/me/src/llkl db[plot]'"
+    monkeypatch.setattr(install.metadata, "distribution", lambda name: _Dist(None))  # from an index or a wheel
+    assert install.install_hint("plot") == (
+        "pip install 'llkl-db[plot]' (from a clone of llkl-db: pip install -e '.[plot]')"
+    )
+    from llkl_db.analysis.render import pyplot
+
+    monkeypatch.setitem(_sys.modules, "matplotlib", None)
+    with pytest.raises(LlklError, match=r"plots need matplotlib: pip install 'llkl-db\[plot\]' \(from a clone"):
+        pyplot()

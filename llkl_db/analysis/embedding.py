@@ -133,7 +133,7 @@ def tsne_auto(centered: np.ndarray, perplexity: float = 30.0, seed: int = 0) -> 
         import openTSNE
     except ImportError:
         y = tsne(sq_distances(gram(x)), perplexity=perplexity, seed=seed, init=init)
-        return y, "t-SNE: exact numpy fallback (pip install openTSNE, or the plot extra, for a faster one)"
+        return y, "t-SNE: exact numpy fallback (for a faster one: pip install openTSNE, in the plot extra)"
     if k < 4:
         return tsne(sq_distances(gram(x)), perplexity=perplexity, seed=seed, init=init), "t-SNE: exact numpy (K < 4)"
     features = pca(x, dims=min(50, k - 1, x.shape[1]))  # the usual PCA-50 before the neighbour search

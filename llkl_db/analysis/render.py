@@ -13,6 +13,7 @@ import numpy as np
 
 from llkl_db.errors import BadValueError, LlklError
 from llkl_db.escape import for_html, for_json_in_html_script, for_matplotlib
+from llkl_db.install import install_hint
 from llkl_db.io.atomic import atomic_path, write_text_atomic
 
 from .colors import MISSING, PALETTE, assign, ramp
@@ -24,7 +25,7 @@ def pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise LlklError("plots need matplotlib: pip install 'llkl-db[plot]'") from None
+        raise LlklError(f"plots need matplotlib: {install_hint('plot')}") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
