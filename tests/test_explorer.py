@@ -254,3 +254,24 @@ def test_colour_select_legend_toggle_and_zoom(page):
     page.mouse.up()
     c = page.evaluate("window.explorer.screenPosition(0)")
     assert c[0] == pytest.approx(b[0][0] + 100, abs=1) and c[1] == pytest.approx(b[0][1] + 50, abs=1)
+
+
+def test_hostile_ids_stay_text_in_the_browser(browser, tmp_path):
+    evil = ["<img src=x onerror=window.pwned=1>", "</script><script>window.pwned=2</script>", "a\u2028b"]
+    rng = np.random.default_rng(0)
+    rows = [_row(m, model_type="<b>t</b>") for m in evil]
+    root = write_dataset(tmp_path / "ds", -300 + rng.standard_normal((3, 40)), rows)
+    out = tmp_path / "evil.html"
+    result = CliRunner().invoke(app, ["map", "--dataset", str(root), "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    pg = browser.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.goto(out.as_uri())
+    pg.wait_for_function("window.explorer && window.explorer.ready")
+    pg.fill("#search", "img")
+    pg.press("#search", "Enter")
+    assert pg.inner_text("#selected").startswith(evil[0] + "@main")
+    assert pg.evaluate("window.pwned") is None and pg.locator("img").count() == 0 and errors == []
+    assert pg.evaluate("window.explorer.ids") == [f"{m}@main" for m in evil]
+    pg.close()
