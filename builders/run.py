@@ -18,9 +18,11 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 @dataclass
 class RunSummary:
-    """What a run did: jobs finished now, skipped as already done, and failed (with reasons)."""
+    """What a run did: jobs finished now (and the entries they wrote), skipped as already done,
+    and failed (with reasons)."""
 
     finished: list[str] = field(default_factory=list)
+    entries_written: int = 0
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
 
@@ -42,7 +44,7 @@ def run_jobs(
         if on_event:
             on_event("start", job, "")
         try:
-            run_job(job, texts, out, options)
+            written = run_job(job, texts, out, options)
         except (LlklError, RuntimeError, OSError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if isinstance(exc, OSError) and exc.errno in DISK_FULL:
@@ -61,6 +63,7 @@ def run_jobs(
                 on_event("failed", job, reason)
             continue
         summary.finished.append(job.key)
+        summary.entries_written += len(written or [])
         if on_event:
             on_event("done", job, "")
     return summary

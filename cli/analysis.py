@@ -186,31 +186,52 @@ def scale(
 @handle_errors
 def map(  # noqa: A001
     out: Annotated[
-        Optional[list[Path]], typer.Option("--out", "-o", help="map.png and/or map.html (repeat for both).")
+        Optional[list[Path]],
+        typer.Option(
+            "--out", "-o", help="map.png and/or map.html, the explorer (repeat for both); default map.png if absent."
+        ),
     ] = None,
     color: Annotated[
         str, typer.Option("--color", help="model_type, model_id, step, n_params, seed, kind, source, family, ...")
     ] = "model_type",
     method: Annotated[str, typer.Option("--method", help="pca (fast) or tsne (as in the papers).")] = "pca",
     perplexity: Annotated[float, typer.Option("--perplexity", help="t-SNE perplexity.")] = 30.0,
+    neighbours: Annotated[
+        int, typer.Option("--neighbours", help="Nearest entries listed per entry in the HTML explorer.")
+    ] = 10,
     dataset: options.Dataset = None,
     revision: options.Revision = None,
     where: options.Where = None,
     json: options.Json = False,
 ) -> None:
-    """A 2-D map of the entries (PNG, and an HTML page where hovering shows the entry id);
-    checkpoints of one run are joined by a line."""
+    """A 2-D map of the entries: a PNG, and/or an HTML explorer (one offline file: zoom, pan,
+    search, hover lists every point under the cursor, each entry's nearest entries with KL ± SE,
+    colour by family, model type, kind or a benchmark score); checkpoints of a run are joined."""
     from llkl_db.analysis import entry_map
     from llkl_db.analysis.render import write_map
-    from llkl_db.errors import BadValueError
+    from llkl_db.errors import BadValueError, LlklError
 
-    out = out or [Path("map.png")]
+    if not out:
+        default = Path("map.png")
+        if default.exists():
+            # Never overwrite a file the user did not name.
+            raise LlklError(f"{default} exists; name the output with --out (map.png and/or map.html)")
+        out = [default]
     bad = [str(p) for p in out if p.suffix.lower() not in (".png", ".html", ".htm")]
     if bad:
         raise BadValueError("out", bad[0], "use a .png or .html file")
+    if neighbours < 0:
+        raise BadValueError("neighbours", neighbours, "must be 0 or more")
+    html = any(p.suffix.lower() in (".html", ".htm") for p in out)
     result = entry_map(
-        options.open_dataset(dataset, revision, where), method=method, color=color, perplexity=perplexity
+        options.open_dataset(dataset, revision, where),
+        method=method,
+        color=color,
+        perplexity=perplexity,
+        neighbours=neighbours if html else 0,
     )
+    if method == "tsne":
+        note(result.method_note)
     for path in out:
         write_map(result, path)
         note(f"wrote {path} ({len(result.entry_ids)} entries)")

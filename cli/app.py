@@ -1,6 +1,10 @@
-"""The Typer application: command groups register here; errors are handled in one place."""
+"""The Typer application: command groups register here; errors are handled in one place.
+``--version`` prints the installed version; ``--install-completion`` / ``--show-completion``
+are Typer's shell completion (bash, zsh, fish, PowerShell)."""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
@@ -10,9 +14,29 @@ app = typer.Typer(
     name="llkl-db",
     help="Compare language models as probability distributions: KL divergence from log-likelihood vectors.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from llkl_db import __version__
+
+        typer.echo(f"llkl-db {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version of llkl-db and exit."),
+    ] = False,
+) -> None:
+    """Compare language models as probability distributions: KL divergence from log-likelihood vectors."""
+
+
 query.register(app)
 build.register(app)
 texts.register(app)

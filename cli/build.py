@@ -23,6 +23,10 @@ def _parse_batch_size(text: str) -> int | None:
     return int(text)
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 @handle_errors
 def build(
     model: Annotated[
@@ -119,7 +123,10 @@ def build(
             note(f"failed {job.key}: {reason}")
 
     summary = run_jobs(jobs, text_set, out, options, on_event)
-    note(f"{len(summary.finished)} built, {len(summary.skipped)} already done, {len(summary.failed)} failed -> {out}")
+    note(
+        f"{_count(len(summary.finished), 'job')} built ({_count(summary.entries_written, 'entry', 'entries')} written), "
+        f"{len(summary.skipped)} already done, {len(summary.failed)} failed -> {out}"
+    )
     if summary.failed:
         raise typer.Exit(1)
 

@@ -11,6 +11,7 @@ from llkl_db.cli import options
 from llkl_db.cli.errors import handle_errors
 from llkl_db.cli.output import echo, note, print_json
 from llkl_db.errors import LlklError
+from llkl_db.install import install_hint
 
 Repo = Annotated[str, typer.Option("--repo", help="Dataset repository on the Hub, ORG/NAME.")]
 
@@ -59,7 +60,7 @@ def validate(
             from llkl_db.builders.recompute import validate_and_recompute
         except ImportError as exc:
             raise LlklError(
-                f"--recompute needs the builders ({exc.name} is not installed): pip install 'llkl-db[build]'"
+                f"--recompute needs the builders ({exc.name} is not installed): {install_hint('build')}"
             ) from None
         report = validate_and_recompute(
             path, recompute, allow_skip=allow_skip, seed=seed, device=device, against=against, revision=revision

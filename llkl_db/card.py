@@ -1,4 +1,11 @@
-"""The dataset card (README.md with YAML ``configs:``), generated from the data itself."""
+"""The dataset card (README.md with YAML ``configs:``), generated from the data itself.
+
+The front matter is built with ``huggingface_hub``'s :class:`DatasetCardData` and serialised
+by it (YAML quoting of every value, so a hostile folder or text-set name cannot add keys); the
+body is ``schema/card_template.md``, its untrusted values escaped by :mod:`llkl_db.escape`.
+``datasets.load_dataset(FOLDER)`` loads the default config (the models, else the first kind of
+vectors); every table present (texts, model_scores, weight_distances) is a config of its own.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,6 @@ from llkl_db.escape import (
     for_markdown_code_block,
     for_markdown_code_span,
     for_markdown_table_cell,
-    for_yaml_scalar,
 )
 from llkl_db.io.folder import DatasetFolder
 from llkl_db.io.metadata import DatasetMetadata
@@ -47,16 +53,20 @@ def render_card(
         .agg(pl.len().alias("entries"), pl.col("model_id").n_unique().alias("models"))
         .sort("kind")
     )
-    # Front matter values are YAML scalars: a folder name cannot add keys (e.g. configs) there.
-    configs = [
-        f"- config_name: {for_yaml_scalar(k)}\n  data_files: {for_yaml_scalar(relative(vectors_dir / k) + '/*.parquet')}"
-        for k in kinds["kind"]
-    ]
+    configs = []
+    default_kind = "models" if "models" in kinds["kind"].to_list() else (kinds["kind"][0] if kinds.height else None)
+    for k in kinds["kind"]:
+        config = {"config_name": k, "data_files": relative(vectors_dir / k) + "/*.parquet"}
+        if k == default_kind:
+            config["default"] = True  # load_dataset(FOLDER) without a config name
+        configs.append(config)
     texts_file = folder.text_set_path(metadata.text_set)
-    configs.append(f"- config_name: texts\n  data_files: {for_yaml_scalar(relative(texts_file))}")
+    configs.append({"config_name": "texts", "data_files": relative(texts_file)})
     scores_file = folder.table_path("model_scores")
-    if scores_file.is_file():
-        configs.append(f"- config_name: model_scores\n  data_files: {relative(scores_file)}")
+    for table in ("model_scores", "weight_distances"):
+        path = folder.table_path(table)
+        if path.is_file():
+            configs.append({"config_name": table, "data_files": relative(path)})
     kinds_table = "\n".join(
         ["| kind | entries | models |", "|---|---|---|"]
         + [
@@ -67,10 +77,8 @@ def render_card(
     licences = _licences(texts_file)
     template = Template(resources.files("llkl_db.schema").joinpath("card_template.md").read_text("utf-8"))
     pretty_name = f"llkl-db {metadata.text_set} v{metadata.dataset_version}"
-    return template.substitute(
-        pretty_name_yaml=for_yaml_scalar(pretty_name),
+    body = template.substitute(
         pretty_name=for_markdown(pretty_name),
-        configs="\n".join(configs),
         dataset_version=metadata.dataset_version,
         schema_version=metadata.schema_version,
         text_set=for_markdown_code_block(metadata.text_set),  # in the fenced examples
@@ -82,7 +90,6 @@ def render_card(
         n_entries=entries.height,
         n_models=entries["model_id"].n_unique(),
         clip_threshold="none" if metadata.clip_threshold is None else f"{metadata.clip_threshold:.3f}",
-        clip_percentile=f"{metadata.clip_percentile:g}",
         layer_clip_threshold="none"
         if metadata.layer_clip_threshold is None
         else f"{metadata.layer_clip_threshold:.3f} nats",
@@ -95,7 +102,39 @@ def render_card(
         tables_section=_tables_section(scores_file),
         changelog_note=_changelog_note(folder),
         first_kind=for_markdown_code_block(kinds["kind"][0] if kinds.height else "models"),
+        clip_percentile_ordinal=ordinal(metadata.clip_percentile),
     )
+    return card_with_front_matter(pretty_name, configs, body)
+
+
+LICENSE_NAME = "llkl-db-mixed"  # vectors CC BY 4.0 (or their source's terms), texts per source: see the card
+
+
+def card_with_front_matter(pretty_name: str, configs: list[dict], body: str) -> str:
+    """The card: YAML front matter from :class:`huggingface_hub.DatasetCardData` (which quotes
+    every value), then ``body``; parsed back by :class:`huggingface_hub.DatasetCard` as a check."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    data = DatasetCardData(
+        license="other",
+        license_name=LICENSE_NAME,
+        pretty_name=pretty_name,
+        tags=["language-models", "kl-divergence", "log-likelihood"],
+        configs=configs,
+    )
+    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+    if card.data.to_dict().get("configs") != configs:  # a value changed the structure: never publish it
+        raise ValueError("the dataset card's front matter does not round-trip")
+    return str(card)
+
+
+def ordinal(value: float) -> str:
+    """2 -> '2nd', 11 -> '11th', 2.5 -> '2.5th': the clip percentile in words."""
+    if float(value) != int(value):
+        return f"{value:g}th"
+    n = int(value)
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _licences(texts_path: Path) -> str:

@@ -103,6 +103,20 @@ class PairKL:
     def to_dict(self) -> dict:
         return {**self.__dict__, "se_note": llmath.SE_NOTE}
 
+    def __repr__(self) -> str:
+        return (
+            f"PairKL({self.a!r} vs {self.b!r}: {self.kl_bpb:.4g} ± {self.se_bpb:.2g} bits/byte, "
+            f"{self.kl_nats:.4g} ± {self.se_nats:.2g} nats/text over {self.n_texts} texts, level {self.level!r})"
+        )
+
+    def to_polars(self) -> pl.DataFrame:
+        """One row: a, b, the estimates, n_texts and level."""
+        return pl.DataFrame([self.to_dict()])
+
+    def to_pandas(self):
+        """:meth:`to_polars` as a pandas DataFrame (needs pandas)."""
+        return _to_pandas(self.to_polars())
+
 
 @dataclass(frozen=True)
 class Neighbours:
@@ -121,6 +135,25 @@ class Neighbours:
             "se_note": llmath.SE_NOTE,
             "neighbours": self.table.to_dicts(),
         }
+
+    def __repr__(self) -> str:
+        lines = [f"Neighbours of {self.query!r} ({self.table.height} nearest, KL in bits/byte):"]
+        for row in self.table.head(10).iter_rows(named=True):
+            lines.append(
+                f"  {row['rank']:>3}  {row['entry_id']}  {row['kl_bpb']:.4g} ± {row['se_bpb']:.2g}  {row['level']}"
+            )
+        if self.table.height > 10:
+            lines.append(f"  ... {self.table.height - 10} more (.table)")
+        lines.append(f"  {self.scale}")
+        return "\n".join(lines)
+
+    def to_polars(self) -> pl.DataFrame:
+        """The neighbours table (rank, entry_id, model_type, n_params, KL and SE, level)."""
+        return self.table
+
+    def to_pandas(self):
+        """The neighbours table as a pandas DataFrame (needs pandas)."""
+        return _to_pandas(self.table)
 
 
 class Dataset:
@@ -339,3 +372,26 @@ class Dataset:
             "vector_files": len(files),
             "size_bytes": sum(f.stat().st_size for f in files),
         }
+
+    def __repr__(self) -> str:
+        meta = self.metadata
+        return (
+            f"Dataset({len(self)} entries, {self.entries['model_id'].n_unique()} models, text set {meta.text_set!r} "
+            f"(N={meta.n_texts}), version {meta.dataset_version}, from {str(self.root)!r})"
+        )
+
+    def to_polars(self) -> pl.DataFrame:
+        """The entries of this view, one row each (metadata; no vectors)."""
+        return self.entries
+
+    def to_pandas(self):
+        """The entries of this view as a pandas DataFrame (needs pandas)."""
+        return _to_pandas(self.entries)
+
+
+def _to_pandas(frame: pl.DataFrame):
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        raise ImportError("to_pandas() needs pandas: pip install pandas (to_polars() needs nothing more)") from None
+    return frame.to_pandas()

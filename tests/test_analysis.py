@@ -263,16 +263,22 @@ def test_map_png_and_html(known, tmp_path):
     assert len(np.unique((rgb * 255).astype(int), axis=0)) > 20
     text = page.read_text()
     k = len(llkl_db.open(known))
-    assert text.count('class="pt"') == k
-    for eid in llkl_db.open(known).entries["entry_id"]:
-        assert f"<title>{eid}</title>" in text
+    data = explorer_data_of(text)
+    assert data["ids"] == llkl_db.open(known).entries["entry_id"].to_list() and len(data["xy"]) == 2 * k
     assert "<script src" not in text and "https://" not in text and "<link" not in text  # self-contained
-    assert text.count("<polyline") == 2  # the two seeds' runs
+    assert len(data["runs"]) == 2  # the two seeds' runs
+    assert data["nb_offsets"][-1] == 10 * k  # ten neighbours each by default
     tsne = runner.invoke(
         app, ["map", "--dataset", str(known), "--method", "tsne", "--out", str(tmp_path / "t.html"), "--json"]
     )
     assert tsne.exit_code == 0, tsne.output
     assert len(json.loads(tsne.stdout)["points"]) == k
+
+
+def explorer_data_of(page: str) -> dict:
+    """The data a map page embeds (the JSON literal assigned to EXPLORER_DATA)."""
+    start = page.index("const EXPLORER_DATA = ") + len("const EXPLORER_DATA = ")
+    return json.loads(page[start : page.index(";\n", start)])
 
 
 def test_analysis_cli_commands(known, tmp_path):

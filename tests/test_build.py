@@ -209,7 +209,7 @@ def test_merge_builds_a_dataset_that_opens_and_refuses_duplicates(assets, tmp_pa
     assert len(ds) == 7 and meta.clip_threshold is not None
     assert ds.nearest("tiny/llama", k=3).table.height == 3
     card = (tmp_path / "ds" / "README.md").read_text()
-    assert 'config_name: "layers"' in card and "config_name: texts" in card
+    assert "config_name: layers" in card and "config_name: texts" in card
     before = sorted(p.name for p in (tmp_path / "ds").rglob("*.parquet"))
     with pytest.raises(LlklError, match="duplicate entry id"):
         merge([tmp_path / "shard0"], tmp_path / "ds")
@@ -245,6 +245,7 @@ def test_build_cli_single_model_and_bad_input(assets, tmp_path):
     )
     assert ok.exit_code == 0, ok.output
     assert entry_ids(out) == ["tiny/llama@local", "tiny/llama@local:L0"]
+    assert "1 job built (2 entries written), 0 already done, 0 failed" in ok.stderr  # entries, not only jobs
     for args, message in [
         (["build"], "either MODEL or --plan"),
         (["build", str(assets / "llama"), "--layers", "x", "--texts", str(assets / "tiny.parquet")], "--layers"),

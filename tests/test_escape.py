@@ -386,7 +386,7 @@ def test_map_html_embeds_hostile_ids_escaped(tmp_path):
     invoke("map", "-o", str(out), "--color", "model_id", "-d", str(root))
     page = out.read_text()
     assert page.count("<script") == 1 and "alert(1)</script>" not in page
-    assert "<img" not in page and "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;@main" in page
+    assert "<img" not in page and "\\u003c/script\\u003e\\u003cscript\\u003ealert(1)\\u003c/script\\u003e@main" in page
 
 
 # --- the dataset card ------------------------------------------------------------------------------
@@ -419,7 +419,7 @@ def test_card_front_matter_cannot_be_injected_and_values_round_trip(tmp_path):
     card = render_card(folder, hostile_meta, folder.entries(), repo_id="org/name")
 
     front = front_matter(card)
-    assert set(front) == {"license", "pretty_name", "tags", "configs"}
+    assert set(front) == {"license", "license_name", "pretty_name", "tags", "configs"}
     assert front["pretty_name"] == f"llkl-db {YAML_INJECTION}`| v{meta.dataset_version}"
     names = [c["config_name"] for c in front["configs"]]
     assert names == [kind, "texts", "model_scores"]
@@ -494,4 +494,9 @@ def test_render_html_escapes_ids_and_legend():
         "pca",
     )
     page = render_html(m, title=evil)
-    assert page.count("<script") == 1 and "<svg onload" not in page and 'data-id="&quot;&gt;' in page
+    assert (
+        page.count("<script") == 1
+        and "<svg onload" not in page
+        and '"\\"\\u003e\\u003csvg onload=alert(1)\\u003e"' in page
+    )
+    assert "<title>&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;</title>" in page

@@ -96,3 +96,39 @@ def test_unknown_score_and_missing_table(dataset, tmp_path):
     plain = good_dataset(tmp_path / "plain")
     result = runner.invoke(app, ["predict", "score_v1_MMLU", "--dataset", str(plain)])
     assert result.exit_code == 1 and "model_scores" in result.output and "Traceback" not in result.output
+
+
+def test_predict_one_model_with_its_cross_validated_error(dataset):
+    ds = llkl_db.open(dataset)
+    some = ds.entries["model_id"][5]
+    full = predict_score(ds, "score_v1_MMLU", n_folds=6)
+    one = predict_score(ds, "score_v1_MMLU", n_folds=6, model=some)
+    assert one.n_models == full.n_models - 1 and one.actual is not None  # its own score left out
+    assert one.entry_id.startswith(some) and one.alpha is not None
+    assert abs(one.predicted - one.actual) < 3 * one.rmse
+    result = runner.invoke(
+        app, ["predict", "score_v1_MMLU", "--model", some, "--dataset", str(dataset), "--folds", "6"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"predicted score_v1_MMLU = {one.predicted:.4g} ± {one.rmse:.2g}" in result.stdout
+    payload = json.loads(
+        runner.invoke(
+            app, ["predict", "score_v1_MMLU", "-m", some, "-d", str(dataset), "--folds", "6", "--json"]
+        ).stdout
+    )
+    assert payload["predicted"] == pytest.approx(one.predicted) and payload["actual"] == one.actual
+
+
+def test_a_penalty_at_the_edge_of_its_grid_is_warned(dataset, monkeypatch):
+    from llkl_db.predict.predict import edge_warning
+    from llkl_db.predict.ridge import DEFAULT_ALPHAS
+
+    assert edge_warning([DEFAULT_ALPHAS[3], DEFAULT_ALPHAS[5]]) is None
+    assert "largest of its grid" in edge_warning([DEFAULT_ALPHAS[-1], DEFAULT_ALPHAS[2]])
+    assert "smallest of its grid" in edge_warning([DEFAULT_ALPHAS[0]])
+    # a score that is pure noise: the best penalty is the largest one
+    import llkl_db.predict.ridge as ridge
+
+    monkeypatch.setattr(ridge, "best_alpha", lambda *a, **k: DEFAULT_ALPHAS[-1])
+    result = runner.invoke(app, ["predict", "score_v1_ARC", "--dataset", str(dataset), "--folds", "6"])
+    assert result.exit_code == 0 and "warning: the ridge penalty chosen in 6 of 6 fits is the largest" in result.stderr

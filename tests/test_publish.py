@@ -130,8 +130,11 @@ def test_publish_into_a_local_folder_reads_back_and_queries(tmp_path):
     assert ds.nearest("org/model-000", k=2).table.height == 2
     card = (tmp_path / "pub" / "README.md").read_text()
     for needle in (
-        'config_name: "models"',
-        'data_files: "vectors/models/*.parquet"',
+        "config_name: models",
+        "data_files: vectors/models/*.parquet",
+        "default: true",
+        "license_name: llkl-db-mixed",
+        "2nd percentile",
         "config_name: texts",
         "config_name: model_scores",
         "pl.scan_parquet",

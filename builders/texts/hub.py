@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from llkl_db.errors import LlklError
+from llkl_db.install import install_hint
 
 REPO_ID = "monology/pile-uncopyrighted"
 N_TRAIN_SHARDS = 30
@@ -26,7 +27,7 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             try:
                 import zstandard
             except ImportError:
-                raise LlklError("reading .zst shards needs zstandard: pip install 'llkl-db[build]'") from None
+                raise LlklError(f"reading .zst shards needs zstandard: {install_hint('build')}") from None
             stream = zstandard.ZstdDecompressor().stream_reader(raw)
         else:
             stream = raw

@@ -1,5 +1,6 @@
 """Two-dimensional embeddings of a double-centred K x N matrix: PCA (classical MDS on the
-squared distances, which are proportional to KL) and an exact t-SNE. Pure numpy."""
+squared distances, which are proportional to KL) and t-SNE: openTSNE when installed (the plot
+extra), else an exact t-SNE in pure numpy."""
 
 from __future__ import annotations
 
@@ -24,13 +25,18 @@ def sq_distances(g: np.ndarray) -> np.ndarray:
 def pca(centered: np.ndarray, dims: int = 2) -> np.ndarray:
     """The rows projected on their ``dims`` leading principal axes (columns already centred),
     from the eigenvectors of the Gram matrix; signs fixed so the largest |coordinate| is positive."""
-    g = gram(centered)
-    k = g.shape[0]
+    x = np.asarray(centered, dtype=np.float64)
+    k = x.shape[0]
     if k == 1:
         return np.zeros((1, dims))
-    vals, vecs = np.linalg.eigh(g)
-    order = np.argsort(vals)[::-1][:dims]
-    coords = vecs[:, order] * np.sqrt(np.maximum(vals[order], 0.0))
+    if k > x.shape[1]:
+        # More rows than columns: a thin SVD of the matrix, never the K x K Gram matrix.
+        u, s, _ = np.linalg.svd(x, full_matrices=False)
+        coords = u[:, :dims] * s[:dims]
+    else:
+        vals, vecs = np.linalg.eigh(gram(x))
+        order = np.argsort(vals)[::-1][:dims]
+        coords = vecs[:, order] * np.sqrt(np.maximum(vals[order], 0.0))
     for j in range(coords.shape[1]):
         if coords[np.argmax(np.abs(coords[:, j])), j] < 0:
             coords[:, j] *= -1
@@ -114,3 +120,30 @@ def tsne(
         y += velocity
         y -= y.mean(axis=0)
     return y
+
+
+def tsne_auto(centered: np.ndarray, perplexity: float = 30.0, seed: int = 0) -> tuple[np.ndarray, str]:
+    """t-SNE of the rows of a double-centred matrix, PCA-initialised: openTSNE when it is
+    installed (fast: nearest neighbours and Barnes-Hut/FFT gradients), else the exact numpy
+    :func:`tsne`. Returns the coordinates and a note saying which ran."""
+    x = np.asarray(centered, dtype=np.float64)
+    k = x.shape[0]
+    init = pca(x)
+    try:
+        import openTSNE
+    except ImportError:
+        y = tsne(sq_distances(gram(x)), perplexity=perplexity, seed=seed, init=init)
+        return y, "t-SNE: exact numpy fallback (for a faster one: pip install openTSNE, in the plot extra)"
+    if k < 4:
+        return tsne(sq_distances(gram(x)), perplexity=perplexity, seed=seed, init=init), "t-SNE: exact numpy (K < 4)"
+    features = pca(x, dims=min(50, k - 1, x.shape[1]))  # the usual PCA-50 before the neighbour search
+    start = openTSNE.initialization.rescale(init[:, :2].copy())
+    embedding = openTSNE.TSNE(
+        perplexity=min(perplexity, (k - 1) / 3.0),
+        initialization=start,
+        random_state=seed,
+        n_jobs=1,
+        neighbors="exact" if k < 1000 else "auto",
+        verbose=False,
+    ).fit(features)
+    return np.asarray(embedding, dtype=np.float64), f"t-SNE: openTSNE {getattr(openTSNE, '__version__', '')}".strip()

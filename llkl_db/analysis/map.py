@@ -3,16 +3,17 @@ checkpoints of each training run joined in step order."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from llkl_db import math as llmath
 from llkl_db.errors import BadValueError, LlklError
+from llkl_db.scale import level_of
 
 from .colors import assign
-from .embedding import gram, pca, sq_distances, tsne
+from .embedding import pca, tsne_auto
 
 METHODS = ("pca", "tsne")
 DERIVED = {
@@ -35,10 +36,15 @@ class EntryMap:
     numeric: bool
     runs: list[list[int]]  # indices of each run's checkpoints in step order
     method: str
+    method_note: str = ""  # which implementation ran (t-SNE: openTSNE or the numpy fallback)
+    colourings: dict[str, list] = field(default_factory=dict)  # name -> one value per entry
+    # per entry: its k nearest entries of the view as (index, kl_bpb, se_bpb, level), as nearest gives them
+    neighbours: list[list[tuple[int, float, float, str]]] | None = None
 
     def to_dict(self) -> dict:
         return {
             "method": self.method,
+            "method_note": self.method_note,
             "color_by": self.color_by,
             "points": [
                 {"entry_id": e, "x": float(x), "y": float(y), self.color_by: v}
@@ -83,10 +89,79 @@ def _runs(entries: pl.DataFrame) -> list[list[int]]:
     return runs
 
 
-def entry_map(ds, method: str = "pca", color: str = "model_type", perplexity: float = 30.0, seed: int = 0) -> EntryMap:
+EXPLORER_COLOURINGS = ("family", "model_type", "kind")
+
+
+def _score_colourings(ds, entries: pl.DataFrame) -> dict[str, list]:
+    """One colouring per benchmark score of the dataset's model_scores table (by model id)."""
+    from llkl_db.io.scores import read_scores
+
+    try:
+        table = read_scores(ds.root)
+    except LlklError:
+        return {}
+    out = {}
+    models = entries["model_id"].to_list()
+    for score in sorted(table["score"].unique().drop_nulls().to_list()):
+        rows = table.filter((pl.col("score") == score) & pl.col("value").is_not_null() & pl.col("value").is_finite())
+        values = dict(zip(rows["model_id"].to_list(), rows["value"].to_list(), strict=True))
+        if any(m in values for m in models):
+            out[f"score: {score}"] = [values.get(m) for m in models]
+    return out
+
+
+def neighbour_lists(ds, k: int = 10, block: int = 512) -> list[list[tuple[int, float, float, str]]]:
+    """Each entry's ``k`` nearest entries of the view, as :meth:`Dataset.nearest` gives them
+    (same candidates, order, values and level): (index in the view, kl_bpb, se_bpb, level).
+
+    Batched: one float32 matrix product per block of queries finds, for each, the candidates
+    within the rounding bound of its k-th distance (as :func:`llkl_db.math.nearest` does), then
+    the exact float64 variances of those from the clipped rows rank them; so a 20,000-entry view
+    takes seconds, not a call to ``nearest`` per entry."""
+    clipped = np.ascontiguousarray(ds.loglik, dtype=np.float32)
+    n_rows, n_texts = clipped.shape
+    kk = min(k, n_rows - 1)
+    if kk < 1:
+        return [[] for _ in range(n_rows)]
+    prepared = llmath.prepare_clipped(clipped)
+    centered, norms = prepared.centered, prepared.sq_norms
+    eps = 8.0 * np.sqrt(n_texts) * np.finfo(np.float32).eps  # the bound of llkl_db.math.nearest
+    mean_bytes = ds.metadata.mean_text_bytes
+    out: list[list[tuple[int, float, float, str]]] = []
+    for start in range(0, n_rows, block):
+        rows = np.arange(start, min(start + block, n_rows))
+        dots = (centered[rows] @ centered.T).astype(np.float64)
+        dist = norms[rows, None] + norms[None, :] - 2.0 * dots
+        bound = eps * (norms[rows, None] + norms[None, :])
+        dist[np.arange(rows.size), rows] = np.inf  # not the query itself
+        upper = np.partition(dist + bound, kk - 1, axis=1)[:, kk - 1]
+        for r, q in enumerate(rows):
+            pool = np.flatnonzero(dist[r] - bound[r] <= upper[r])
+            var, se_var = llmath.variance_with_se(clipped[pool].astype(np.float64) - clipped[q].astype(np.float64))
+            order = np.argsort(var, kind="stable")[:kk]
+            est = llmath.from_variance(var[order], se_var[order], mean_bytes)
+            out.append(
+                [
+                    (int(j), float(kl), float(se), level_of(float(kl)))
+                    for j, kl, se in zip(pool[order], np.atleast_1d(est.kl_bpb), np.atleast_1d(est.se_bpb), strict=True)
+                ]
+            )
+    return out
+
+
+def entry_map(
+    ds,
+    method: str = "pca",
+    color: str = "model_type",
+    perplexity: float = 30.0,
+    seed: int = 0,
+    neighbours: int = 0,
+) -> EntryMap:
     """The map of the dataset view ``ds``: PCA (fast default) or t-SNE of the double-centred
     log-likelihood matrix (squared distances proportional to KL), coloured by ``color`` (any
-    metadata column, or kind, source, family)."""
+    metadata column, or kind, source, family). With ``neighbours=k`` each entry also carries its
+    k nearest entries (for the HTML explorer); the family, model type, kind and every benchmark
+    score of the dataset are kept as alternative colourings."""
     if method not in METHODS:
         raise BadValueError("method", method, f"use one of {', '.join(METHODS)}")
     if len(ds) < 2:
@@ -95,8 +170,24 @@ def entry_map(ds, method: str = "pca", color: str = "model_type", perplexity: fl
     values = _color_values(entries, color)
     centered = llmath.prepare_clipped(ds.loglik.copy()).centered
     if method == "pca":
-        xy = pca(centered)
+        xy, method_note = pca(centered), "PCA (numpy)"
     else:
-        xy = tsne(sq_distances(gram(centered)), perplexity=perplexity, seed=seed, init=pca(centered))
+        xy, method_note = tsne_auto(centered, perplexity=perplexity, seed=seed)
     colours, legend, numeric = assign(values)
-    return EntryMap(entries["entry_id"].to_list(), xy, color, values, colours, legend, numeric, _runs(entries), method)
+    colourings = {name: _color_values(entries, name) for name in EXPLORER_COLOURINGS}
+    colourings[color] = values
+    colourings.update(_score_colourings(ds, entries))
+    return EntryMap(
+        entries["entry_id"].to_list(),
+        xy,
+        color,
+        values,
+        colours,
+        legend,
+        numeric,
+        _runs(entries),
+        method,
+        method_note,
+        colourings,
+        neighbour_lists(ds, neighbours) if neighbours > 0 else None,
+    )

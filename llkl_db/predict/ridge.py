@@ -47,7 +47,7 @@ class KernelRidge:
         return out
 
 
-def _best_alpha(gram: np.ndarray, y: np.ndarray, groups: np.ndarray, train: np.ndarray, alphas, n_folds: int) -> float:
+def best_alpha(gram: np.ndarray, y: np.ndarray, groups: np.ndarray, train: np.ndarray, alphas, n_folds: int) -> float:
     """The alpha with the least squared error in grouped CV inside ``train``."""
     if len(np.unique(groups[train])) < 2:
         return float(alphas[len(alphas) // 2])
@@ -79,7 +79,7 @@ def ridge_cv_predict(
     chosen = []
     for test in group_folds(labels, n_folds):
         train = np.setdiff1d(np.arange(y.size), test)
-        alpha = _best_alpha(gram, y, labels, train, alphas, inner_folds)
+        alpha = best_alpha(gram, y, labels, train, alphas, inner_folds)
         gc_tt, gc_st = centred_blocks(gram, train, test)
         pred[test] = KernelRidge(gc_tt, y[train]).predict(gc_st, [alpha])[0]
         chosen.append(alpha)
