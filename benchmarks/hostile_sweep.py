@@ -43,7 +43,7 @@ class Case:
     name: str
     group: str
     prepare: Callable[[Path], list[str]]  # returns the CLI arguments
-    expect: str = "error"  # "error": must be refused; "ok": must succeed
+    expect: str = "error"  # "error": refused in one line; "report": a failed report (validate); "ok": must succeed
     check: Callable[[Path, subprocess.CompletedProcess], str | None] | None = None  # extra check: a problem or None
     owned: Callable[[Path], list[Path]] | None = None  # the user's files that must survive unchanged
     env: dict | None = None
@@ -95,6 +95,10 @@ def run_case(case: Case) -> tuple[str, str]:
         if "Traceback" in output:
             return "traceback", output.strip().splitlines()[-1][:160]
         problem = case.check(tmp, proc) if case.check else None
+        if case.expect == "report":
+            if proc.returncode == 0:
+                return "silent wrong result", "validation passed on input that should fail it"
+            return ("silent wrong result", problem) if problem else ("clean error", "validation failed, as it should")
         if case.expect == "error":
             lines = proc.stderr.strip().splitlines()
             if proc.returncode == 0:
@@ -401,6 +405,8 @@ def cases() -> list[Case]:
             "validate refuses an id with control characters",
             "untrusted text",
             lambda t: ["validate", str(markup_dataset(t, "x\x1b[2Jy"))],
+            expect="report",
+            check=no_raw_escape,
         )
     )
 
@@ -408,7 +414,11 @@ def cases() -> list[Case]:
     add(Case("footer claiming 10^8 rows", "malformed files", lambda t: ["nearest", SMOL, "-d", str(footer_bomb(t))]))
     add(
         Case(
-            "zstd bomb of a million rows", "malformed files", lambda t: ["validate", str(zstd_bomb(t))], memory_mb=1500
+            "zstd bomb of a million rows",
+            "malformed files",
+            lambda t: ["validate", str(zstd_bomb(t))],
+            expect="report",
+            memory_mb=1500,
         )
     )
     add(Case("a FIFO named *.parquet", "malformed files", lambda t: ["nearest", SMOL, "-d", str(fifo_dataset(t))]))
@@ -490,6 +500,7 @@ def cases() -> list[Case]:
             "validate --recompute that cannot run",
             "wrong answers",
             lambda t: ["validate", str(few_texts(t, 30)), "--recompute", "2", "--device", "cpu"],
+            expect="report",
         )
     )
     add(Case("kl --json of a NaN result", "tracebacks", lambda t: ["kl", SMOL, SMOL, "--json"], expect="ok"))
