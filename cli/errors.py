@@ -50,6 +50,9 @@ FLAGS = {
     "k": "-k",
     "tag": "--tag",
     "dataset_version": "--version",
+    "bos_policy": "--bos-policy",
+    "definitions": "--definitions",
+    "neighbours": "--neighbours",
 }
 
 # errno -> what a user reads.
