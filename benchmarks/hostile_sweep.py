@@ -246,10 +246,45 @@ def fifo_dataset(tmp: Path) -> Path:
     return folder
 
 
-def few_texts(tmp: Path, n: int) -> Path:
+def good_dataset_of(tmp: Path) -> Path:
     from contrib_helpers import good_dataset
 
-    return good_dataset(tmp / "ds", k=4, n=n)
+    return good_dataset(tmp / "ds", k=4, n=30)
+
+
+def few_texts(tmp: Path, n: int) -> Path:
+    """A dataset of n texts written by hand, as a careless or hostile writer would (llkl-db's own
+    writers refuse fewer than MIN_TEXTS)."""
+    from contrib_helpers import good_dataset
+
+    folder = good_dataset(tmp / "ds", k=4, n=12)
+    for path in (folder / "vectors").rglob("*.parquet"):
+        table = pq.read_table(path)
+        m = table.column("loglik").combine_chunks().flatten().to_numpy().reshape(table.num_rows, -1)[:, :n].copy()
+        arr = pa.FixedSizeListArray.from_arrays(pa.array(m.ravel(), type=pa.float32()), n)
+        table = table.drop_columns(["loglik", "n_tokens"]).append_column("loglik", arr)
+        pq.write_table(table.replace_schema_metadata(pq.read_schema(path).metadata), path)
+    texts_path = next((folder / "texts").glob("*.parquet"))
+    texts = pq.read_table(texts_path).slice(0, n)
+    pq.write_table(texts, texts_path)
+    from llkl_db.io.texts import text_set_sha256
+
+    sha = text_set_sha256(texts.column("text").to_pylist())
+    edit_metadata(
+        folder,
+        n_texts=n,
+        text_set_sha256=sha,
+        mean_text_bytes=float(np.mean([len(t.encode()) for t in texts.column("text").to_pylist()])),
+    )
+    for path in (folder / "vectors").rglob("*.parquet"):
+        table = pq.read_table(path)
+        pq.write_table(
+            set_column(table, "text_set_sha256", [sha] * table.num_rows).replace_schema_metadata(
+                pq.read_schema(path).metadata
+            ),
+            path,
+        )
+    return folder
 
 
 # --- the cases --------------------------------------------------------------------------------
@@ -499,7 +534,7 @@ def cases() -> list[Case]:
         Case(
             "validate --recompute that cannot run",
             "wrong answers",
-            lambda t: ["validate", str(few_texts(t, 30)), "--recompute", "2", "--device", "cpu"],
+            lambda t: ["validate", str(good_dataset_of(t)), "--recompute", "2", "--device", "cpu"],
             expect="report",
         )
     )
