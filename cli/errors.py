@@ -50,6 +50,7 @@ FLAGS = {
     "k": "-k",
     "tag": "--tag",
     "dataset_version": "--version",
+    "texts": "--texts",
 }
 
 # errno -> what a user reads.

@@ -122,7 +122,7 @@ def labelled_pairs(entries: pl.DataFrame) -> dict[str, tuple[np.ndarray, np.ndar
 
     for pairs in st.checkpoint_pairs(entries).values():
         add(FINE_TUNE, pairs)
-    for name, pairs in st.variant_pairs(entries).items():
+    for pairs in st.variant_pairs(entries).values():
         variants = entries["variant"].to_list()
         rel = np.array([_variant_relation(variants[int(b)]) for b in pairs.b])
         for cls in (SAME_WEIGHTS, QUANTIZATION):

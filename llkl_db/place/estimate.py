@@ -31,8 +31,10 @@ def choose_texts(n_texts: int, k: int, seed: int = 0) -> np.ndarray:
     """K distinct text indices of 0..N-1, uniformly at random without replacement (sorted)."""
     if not MIN_PLACE_TEXTS <= k <= n_texts:
         raise ValueError(f"K must be between {MIN_PLACE_TEXTS} and N = {n_texts}, got {k}")
+    # the first K of one seeded permutation: a uniform sample, and the texts for a smaller K are
+    # among those for a larger one (a rerun with more texts reuses a saved partial shard)
     rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n_texts, size=k, replace=False)).astype(np.int64)
+    return np.sort(rng.permutation(n_texts)[:k]).astype(np.int64)
 
 
 @dataclass(frozen=True)
