@@ -37,7 +37,7 @@ from llkl_db.place.estimate import choose_texts  # noqa: E402
 from llkl_db.place.place import judge, rank  # noqa: E402
 
 A = 16
-KS = (50, 100, 200, 300, 400, 1000)
+KS = (50, 100, 200, 300, 400, 1000)  # K = 300 is the target
 
 
 # --- the synthetic family tree ------------------------------------------------------------------
@@ -152,7 +152,7 @@ def evaluate(
     for k in ks:
         if k > n:
             continue
-        top1 = rel_err = cover = 0.0
+        top1 = top1_tie = rel_err = cover = 0.0
         errs, covered = [], []
         named = correct = with_parent = found = 0
         started = time.perf_counter()
@@ -167,6 +167,9 @@ def evaluate(
             exact = full[i, others]
             best_full = np.argsort(exact, kind="stable")[:top]
             top1 += float(order[0] == best_full[0])
+            # a near tie (two entries within 5% of each other, below the estimator's own bias) is
+            # not a disagreement: the chosen entry's full-text KL within 5% of the nearest's
+            top1_tie += float(exact[order[0]] <= 1.05 * exact[best_full[0]])
             errs.extend(np.abs(est[best_full] - exact[best_full]) / np.maximum(exact[best_full], 1e-300))
             covered.extend(np.abs(est[best_full] - exact[best_full]) <= 2 * sek[best_full])
             cands = [ids[others[j]] for j in order[:top]]
@@ -181,6 +184,7 @@ def evaluate(
                     found += 1
         q = len(queries)
         top1 /= q
+        top1_tie /= q
         rel_err = float(np.median(errs))
         cover = float(np.mean(covered))
         results.append(
@@ -188,6 +192,7 @@ def evaluate(
                 "K": k,
                 "queries": q,
                 "top1_agreement": top1,
+                "top1_within_5pct": top1_tie,
                 "median_rel_error_top10": rel_err,
                 "coverage_2se": cover,
                 "parent_precision": correct / named if named else float("nan"),
@@ -205,12 +210,12 @@ def table(name: str, rows: list[dict]) -> str:
     out = [
         f"{name}",
         "",
-        "| K | top-1 agreement | median rel. error (top 10) | ±2 SE coverage | parent precision | parent recall |",
+        "| K | top-1 agreement (strict / within 5%) | median rel. error (top 10) | ±2 SE coverage | parent precision | parent recall |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
         out.append(
-            f"| {r['K']} | {r['top1_agreement']:.1%} | {r['median_rel_error_top10']:.1%} | {r['coverage_2se']:.1%} | "
+            f"| {r['K']} | {r['top1_agreement']:.1%} / {r['top1_within_5pct']:.1%} | {r['median_rel_error_top10']:.1%} | {r['coverage_2se']:.1%} | "
             f"{r['parent_precision']:.1%} ({r['named']} named) | {r['parent_recall']:.1%} (of {r['with_parent']}) |"
         )
     return "\n".join(out)

@@ -111,17 +111,19 @@ def metadata_relation(a: dict, b: dict) -> str | None:
 # --- calibration ---------------------------------------------------------------------------
 def labelled_pairs(entries: pl.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Row pairs (a, b) of each relation class that the metadata label, as the scale's settings
-    recognise them (variants, checkpoints, base_model links, seeds, sizes, different families)."""
+    recognise them (variants, checkpoints, base_model links, seeds, sizes, different families).
+    A class made of distinct settings is keyed 'CLASS|setting' (fitted as a mixture)."""
     from llkl_db.analysis import settings as st
 
-    found: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {c: ([], []) for c in CLASSES}
+    found: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
 
     def add(cls: str, pairs) -> None:
+        found.setdefault(cls, ([], []))
         found[cls][0].append(pairs.a)
         found[cls][1].append(pairs.b)
 
     for pairs in st.checkpoint_pairs(entries).values():
-        add(FINE_TUNE, pairs)
+        add(FINE_TUNE + "|checkpoints", pairs)
     for pairs in st.variant_pairs(entries).values():
         variants = entries["variant"].to_list()
         rel = np.array([_variant_relation(variants[int(b)]) for b in pairs.b])
@@ -130,9 +132,9 @@ def labelled_pairs(entries: pl.DataFrame) -> dict[str, tuple[np.ndarray, np.ndar
             if keep.any():
                 add(cls, st.Pairs(pairs.a[keep], pairs.b[keep]))
     models = st.model_pairs(entries)
-    add(FINE_TUNE, models[st.FINE_TUNE])
-    add(SAME_FAMILY, models[st.SEEDS])
-    add(SAME_FAMILY, models[st.SIZES])
+    add(FINE_TUNE + "|base_model", models[st.FINE_TUNE])
+    add(SAME_FAMILY + "|seeds", models[st.SEEDS])
+    add(SAME_FAMILY + "|sizes", models[st.SIZES])
     add(UNRELATED, models[st.ANY])  # different families (same type or not); ANY includes SAME_TYPE
     out = {}
     for cls, (a, b) in found.items():
@@ -149,6 +151,7 @@ class ClassFit:
     sd: float
     n_pairs: int
     source: str  # "dataset" or "reference scale"
+    components: tuple[tuple[float, float], ...] = ()  # (mean, sd) of each setting of the class
 
 
 @dataclass(frozen=True)
@@ -184,25 +187,34 @@ class Calibration:
         }
 
 
+def _fit(values: np.ndarray) -> tuple[float, float]:
+    logs = np.log(values)
+    # a robust centre and spread (median, IQR / 1.349), widened by a floor
+    q1, q3 = np.percentile(logs, [25, 75])
+    sd = max(float(np.std(logs, ddof=1)) if values.size > 1 else 0.0, (q3 - q1) / 1.349)
+    return float(np.median(logs)), math.sqrt(sd * sd + MIN_LOG_SD * MIN_LOG_SD)
+
+
 def calibrate(kl_by_class: dict[str, np.ndarray]) -> Calibration:
-    """Fit each class on its labelled KL values (bits/byte); too few -> the reference scale."""
+    """Fit each class on its labelled KL values (bits/byte); too few -> the reference scale.
+    Keys 'CLASS|setting' are settings of one class, each fitted on its own (a mixture with equal
+    weights: checkpoints and fine-tunes, seeds and sizes are different distances)."""
     fits = {}
     unrelated = np.empty(0)
     for cls in CLASSES:
-        values = np.asarray(kl_by_class.get(cls, ()), dtype=np.float64)
-        values = values[np.isfinite(values) & (values > 0)]
-        if values.size >= MIN_PAIRS:
-            logs = np.log(values)
-            # a robust centre and spread (median, IQR / 1.349), shrunk towards a floor
-            q1, q3 = np.percentile(logs, [25, 75])
-            sd = max(float(np.std(logs, ddof=1)) if values.size > 1 else 0.0, (q3 - q1) / 1.349)
-            sd = math.sqrt(sd * sd + MIN_LOG_SD * MIN_LOG_SD)
-            fits[cls] = ClassFit(float(np.median(logs)), sd, int(values.size), "dataset")
+        parts = {key: np.asarray(v, dtype=np.float64) for key, v in kl_by_class.items() if key.split("|")[0] == cls}
+        parts = {key: v[np.isfinite(v) & (v > 0)] for key, v in parts.items()}
+        usable = [v for v in parts.values() if v.size >= MIN_PAIRS]
+        pooled = np.concatenate(list(parts.values())) if parts else np.empty(0)
+        if usable:
+            components = tuple(_fit(v) for v in usable)
+            mean, sd = _fit(np.concatenate(usable))
+            fits[cls] = ClassFit(mean, sd, int(pooled.size), "dataset", components)
             if cls == UNRELATED:
-                unrelated = logs
+                unrelated = np.log(np.concatenate(usable))
         else:
             median, sd = REFERENCE[cls]
-            fits[cls] = ClassFit(math.log(median), sd, int(values.size), "reference scale")
+            fits[cls] = ClassFit(math.log(median), sd, int(pooled.size), "reference scale", ((math.log(median), sd),))
     return Calibration(fits, unrelated)
 
 
@@ -255,8 +267,12 @@ def posterior(calibration: Calibration, kl_bpb: float, se_bpb: float = 0.0) -> d
     noise = min(noise, 4.0)
     logp = {}
     for cls, fit in calibration.fits.items():
-        var = fit.sd * fit.sd + noise
-        logp[cls] = -0.5 * (x - fit.mean) ** 2 / var - 0.5 * math.log(var)
+        terms = []
+        for mean, sd in fit.components or ((fit.mean, fit.sd),):
+            var = sd * sd + noise
+            terms.append(-0.5 * (x - mean) ** 2 / var - 0.5 * math.log(var))
+        top_term = max(terms)
+        logp[cls] = top_term + math.log(sum(math.exp(t - top_term) for t in terms) / len(terms))
     top = max(logp.values())
     weights = {cls: math.exp(v - top) for cls, v in logp.items()}
     total = sum(weights.values())
