@@ -72,7 +72,7 @@ def place(
         found = score_for_place(spec, ds.folder.text_set, ids, policies, save, device, progress=not quiet, on_note=note)
         ids, values = found.text_ids, found.loglik
         name = found.meta["entry_id"]
-    result = place_vector(ds, ids, values, k=k, name=name)
+    result = place_vector(ds, ids, values, k=k, name=name, meta=found.meta)
     for line in result.notes:
         note(line)
     if save is not None and vector is None:

@@ -121,12 +121,26 @@ def rank(rows: np.ndarray, query: np.ndarray, n_texts: int, mean_bytes: float, k
 
 
 def judge(
-    calibration: rel.Calibration, name: str, candidates: list[str], kl: np.ndarray, se: np.ndarray, n_compared: int
+    calibration: rel.Calibration,
+    name: str,
+    candidates: list[str],
+    kl: np.ndarray,
+    se: np.ndarray,
+    n_compared: int,
+    query_meta: dict | None = None,
+    candidate_meta: list[dict] | None = None,
 ) -> tuple[list[rel.Relation], Verdict]:
-    """Relations of the model to each candidate (by KL only: the model is new) and the verdict
-    on the best one, with the provenance p-value against unrelated pairs (Sidak over
-    ``n_compared`` entries)."""
-    found = [rel.classify(calibration, float(v), float(s)) for v, s in zip(kl, se, strict=True)]
+    """Relations of the model to each candidate and the verdict on the best one, with the
+    provenance p-value against unrelated pairs (Sidak over ``n_compared`` entries). With the
+    model's metadata (``query_meta``, e.g. its model_type) and the candidates', a relation the
+    metadata state is used as such; otherwise the calibrated classifier decides from KL."""
+    if query_meta is not None and candidate_meta is not None:
+        found = [
+            rel.relate(calibration, query_meta, m, float(v), float(s))
+            for m, v, s in zip(candidate_meta, kl, se, strict=True)
+        ]
+    else:
+        found = [rel.classify(calibration, float(v), float(s)) for v, s in zip(kl, se, strict=True)]
     if not candidates:
         return found, Verdict(None, rel.UNRELATED, 0.0, calibration.source, 1.0, 1.0, 0, None, "no entries to compare")
     best, top = candidates[0], found[0]
@@ -149,9 +163,13 @@ def judge(
     return found, Verdict(best, top.relation, top.confidence, top.basis, p, p_corr, n_compared, parent, text)
 
 
-def place(ds, text_ids: np.ndarray, loglik: np.ndarray, k: int = 10, name: str = "MODEL") -> Placement:
+def place(
+    ds, text_ids: np.ndarray, loglik: np.ndarray, k: int = 10, name: str = "MODEL", meta: dict | None = None
+) -> Placement:
     """Place a model with log-likelihoods ``loglik`` (nats) on the texts ``text_ids`` of the
-    dataset's text set among the entries of ``ds`` (a view: ``--where`` selects the candidates)."""
+    dataset's text set among the entries of ``ds`` (a view: ``--where`` selects the candidates).
+    ``meta``: the model's metadata when known (model_id, model_type, base_model, ...), so that
+    no relation label contradicts it."""
     if k < 1:
         raise BadValueError("k", k, "must be at least 1")
     n = ds.metadata.n_texts
@@ -175,11 +193,18 @@ def place(ds, text_ids: np.ndarray, loglik: np.ndarray, k: int = 10, name: str =
     mean_bytes = ds.metadata.mean_text_bytes
     order, kl, se, se_total = rank(rows, query, n, mean_bytes, k)
     positions = ds._rows[order]
-    meta = store.entries[positions].select("entry_id", "model_type", "n_params")
+    shown = store.entries[positions].select("entry_id", "model_type", "n_params")
     calibration = store.calibration
-    found, verdict = judge(calibration, name, meta["entry_id"].to_list(), kl, se, len(ds))
+    columns = ["model_id", "revision", "layer", "variant", "base_model", "model_type"]
+    query_meta = None
+    if meta is not None and meta.get("model_id"):
+        query_meta = {c: meta.get(c) for c in columns}
+        query_meta["revision"] = query_meta["revision"] or "main"
+    candidate_meta = store.entries[positions].select(columns).to_dicts()
+    candidates = store.entries[positions]["entry_id"].to_list()
+    found, verdict = judge(calibration, name, candidates, kl, se, len(ds), query_meta, candidate_meta)
     to_nats = mean_bytes * llmath.kl.LN2
-    table = meta.with_columns(
+    table = shown.with_columns(
         pl.Series("kl_bpb", kl),
         pl.Series("se_bpb", se),
         pl.Series("se_total_bpb", se_total),
