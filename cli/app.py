@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from llkl_db.cli import analysis, build, contrib, importers, predict, query, texts, training
+from llkl_db.cli import analysis, build, contrib, importers, place, predict, query, texts, training
 
 app = typer.Typer(
     name="llkl-db",
@@ -45,6 +45,7 @@ analysis.register(app)
 contrib.register(app)
 importers.register(app)
 predict.register(app)
+place.register(app)
 
 
 def main() -> None:

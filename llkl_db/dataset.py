@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from llkl_db import math as llmath
+from llkl_db import relations
 from llkl_db.bos import bos_note
 from llkl_db.errors import BadValueError
 from llkl_db.io.folder import DatasetFolder, open_folder
@@ -69,6 +70,11 @@ class _Store:
     @cached_property
     def prepared(self) -> llmath.Prepared:
         return llmath.prepare_clipped(self.clipped)
+
+    @cached_property
+    def calibration(self) -> relations.Calibration:
+        """Relation classes calibrated on this dataset's labelled pairs (see llkl_db.relations)."""
+        return relations.calibrate_from_matrix(self.entries, self.clipped, self.metadata.mean_text_bytes)
 
 
 @dataclass(frozen=True)
@@ -286,8 +292,16 @@ class Dataset:
             pl.Series("se_bpb", np.atleast_1d(est.se_bpb)),
             pl.Series("kl_nats", np.atleast_1d(est.kl_nats)),
             pl.Series("se_nats", np.atleast_1d(est.se_nats)),
-            pl.Series("level", [level_of(v) for v in np.atleast_1d(est.kl_bpb)], dtype=pl.String),
         ).with_row_index("rank", offset=1)
+        # level: the relation the metadata say, else the calibrated classifier (llkl_db.relations)
+        found = relations.label_neighbours(
+            self._store.calibration, self._store.entries, query.position, idx, est.kl_bpb, est.se_bpb
+        )
+        table = table.with_columns(
+            pl.Series("level", [r.relation for r in found], dtype=pl.String),
+            pl.Series("confidence", [r.confidence for r in found], dtype=pl.Float64),
+            pl.Series("basis", [r.basis for r in found], dtype=pl.String),
+        )
         if bias_margin:
             margin = np.atleast_1d(llmath.bias_margin_bpb(np.atleast_1d(est.kl_bpb)))
             table = table.with_columns(

@@ -39,6 +39,8 @@ def _arrow_type(type_name: str, n_texts: int | None):
     }
     if type_name in simple:
         return simple[type_name]
+    if type_name.startswith("list<"):
+        return pa.list_(simple[type_name[len("list<") : type_name.index(">")]])
     if type_name.startswith("fixed_size_list<"):
         if n_texts is None:
             raise ValueError("n_texts is needed for a fixed-size list column")

@@ -195,13 +195,14 @@ def test_nearest_and_kl_values(family):
     np.testing.assert_allclose(table["kl_bpb"].to_numpy(), np.sort(var)[:4] / (2 * b * np.log(2)), rtol=1e-10)
     assert (table["se_bpb"] > 0).all()
     assert result.scale.startswith("Scale (arXiv 2505.15353")
+    # level: the relation (llkl_db.relations), from the metadata where they say it
     assert set(table["level"].to_list()) <= {
-        "below-checkpoint",
-        "checkpoint",
-        "seed",
-        "quantization/fine-tune",
-        "same-type",
-        "other-family",
+        "same weights",
+        "quantization",
+        "fine-tune/continued training",
+        "same family",
+        "unrelated",
+        "logit-lens layer",
     }
     # where restricts the neighbours, not the query
     only_llama = ds.filter("model_type = 'llama'").nearest("org/model-001", k=10)

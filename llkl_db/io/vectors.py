@@ -15,7 +15,8 @@ from .parquet import check_footer, check_regular, guarded, read_footer
 from .texts import TextSetKey
 
 VECTOR_DIR = "vectors"
-METADATA_COLUMNS = [c for c in field_names("vectors") if c not in ("loglik", "n_tokens")]
+# text_ids is set only in partial shards (llkl_db.place.shard), never in a dataset's entries.
+METADATA_COLUMNS = [c for c in field_names("vectors") if c not in ("loglik", "n_tokens", "text_ids")]
 FILE_COLUMN = "_file"
 # A log-likelihood is at most 0; values up to MAX_LOGLIK are float rounding, larger ones are refused.
 MAX_LOGLIK = 1e-3

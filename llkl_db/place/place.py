@@ -1,0 +1,219 @@
+"""Place a model among a dataset's entries from its log-likelihoods on K of the N texts.
+
+Torch-free: a vector (``text_ids`` and values) in, the nearest entries with KL +- SE, their
+relations to the model and a verdict out. The builders score a model on the chosen texts
+(``llkl_db.builders.place``); ``place --vector`` reads a shard (``llkl_db.place.shard``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from llkl_db import math as llmath
+from llkl_db import relations as rel
+from llkl_db.errors import BadValueError, LlklError
+from llkl_db.io.vectors import MAX_LOGLIK
+
+from .estimate import (
+    MIN_PLACE_TEXTS,
+    TARGET_RELATIVE_SE,
+    choose_texts,
+    default_text_count,
+    kurtosis_ratio,
+    subset_variance,
+)
+
+SIGNIFICANCE = 0.05  # provenance test level, after the Sidak correction
+CONFIDENT = 0.5  # posterior a relation needs for the verdict to name it without hedging
+
+
+def check_text_count(k: int, n_texts: int) -> None:
+    if k < MIN_PLACE_TEXTS:
+        raise BadValueError("texts", k, f"need at least {MIN_PLACE_TEXTS} texts for a variance and its SE")
+    if k > n_texts:
+        raise BadValueError("texts", k, f"more than the dataset's {n_texts} texts")
+
+
+def suggest_text_count(ds, target: float = TARGET_RELATIVE_SE, sample: int = 64, seed: int = 0) -> int:
+    """The K that keeps the SE of nearest distances near ``target`` (10%) of them on ``ds``:
+    for up to ``sample`` output entries, the kurtosis of the differences to their nearest entry
+    gives the K each needs; the median is returned (see ``estimate.texts_for_relative_se``)."""
+    store = ds._store
+    rows = ds._rows
+    outputs = rows[store.entries[rows]["layer"].is_null().to_numpy()]
+    pool = outputs if outputs.size >= 2 else rows
+    if pool.size < 2:
+        return min(ds.metadata.n_texts, 300)
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(pool, size=min(sample, pool.size), replace=False)
+    prepared = store.prepared
+    ratios = []
+    for i in picked:
+        mask = np.zeros(store.entries.height, dtype=bool)
+        mask[pool] = True
+        mask[i] = False
+        idx, _, _ = llmath.nearest(prepared, prepared.clipped[i], 1, mask)
+        if idx.size:
+            ratios.append(kurtosis_ratio(prepared.clipped[i], prepared.clipped[idx[0]]))
+    return default_text_count(ratios, ds.metadata.n_texts, target)
+
+
+def texts_to_score(ds, k: int, seed: int = 0) -> np.ndarray:
+    """The K text ids of the dataset's text set to score (uniform, without replacement)."""
+    n = ds.metadata.n_texts
+    check_text_count(k, n)
+    return choose_texts(n, k, seed)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The best candidate, its relation to the model, and the provenance test."""
+
+    candidate: str | None
+    relation: str
+    confidence: float
+    basis: str
+    p_unrelated: float
+    p_corrected: float
+    n_compared: int
+    parent: str | None  # the candidate, when the model is derived from it (or it from the model)
+    text: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The answer of :func:`place`: the nearest entries on K texts, and the verdict."""
+
+    query: str
+    n_used: int
+    n_texts: int
+    table: pl.DataFrame
+    verdict: Verdict
+    calibration: str
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "query": self.query,
+            "n_texts_used": self.n_used,
+            "n_texts": self.n_texts,
+            "verdict": self.verdict.__dict__,
+            "calibration": self.calibration,
+            "notes": self.notes,
+            "se_note": "se: against the full-text value (finite-population corrected); se_total: against the "
+            "infinite-text value; " + llmath.SE_NOTE,
+            "neighbours": self.table.to_dicts(),
+        }
+
+
+def rank(rows: np.ndarray, query: np.ndarray, n_texts: int, mean_bytes: float, k: int):
+    """Indices of the k rows (E x K values on the chosen texts) nearest to ``query`` (K clipped
+    values), with KL, SE against the full-text value and SE against the infinite-text value, in
+    bits/byte, sorted by KL."""
+    est = subset_variance(rows, query, n_texts)
+    kl, se = est.kl_bpb(mean_bytes)
+    se_total = est.se_total * (kl / np.where(est.var > 0, est.var, 1.0)) if est.var.size else est.se_total
+    order = np.argsort(kl, kind="stable")[:k]
+    return order, kl[order], se[order], se_total[order]
+
+
+def judge(
+    calibration: rel.Calibration,
+    name: str,
+    candidates: list[str],
+    kl: np.ndarray,
+    se: np.ndarray,
+    n_compared: int,
+    query_meta: dict | None = None,
+    candidate_meta: list[dict] | None = None,
+) -> tuple[list[rel.Relation], Verdict]:
+    """Relations of the model to each candidate and the verdict on the best one, with the
+    provenance p-value against unrelated pairs (Sidak over ``n_compared`` entries). With the
+    model's metadata (``query_meta``, e.g. its model_type) and the candidates', a relation the
+    metadata state is used as such; otherwise the calibrated classifier decides from KL."""
+    if query_meta is not None and candidate_meta is not None:
+        found = [
+            rel.relate(calibration, query_meta, m, float(v), float(s))
+            for m, v, s in zip(candidate_meta, kl, se, strict=True)
+        ]
+    else:
+        found = [rel.classify(calibration, float(v), float(s)) for v, s in zip(kl, se, strict=True)]
+    if not candidates:
+        return found, Verdict(None, rel.UNRELATED, 0.0, calibration.source, 1.0, 1.0, 0, None, "no entries to compare")
+    best, top = candidates[0], found[0]
+    p, p_corr = rel.provenance_p_value(calibration, float(kl[0]), n_compared)
+    if p_corr >= SIGNIFICANCE:
+        text = (
+            f"{name} is not closer to any entry than unrelated models are (nearest {best}, "
+            f"p = {p_corr:.2g} after Sidak over {n_compared} entries): no parent in this dataset"
+        )
+        return found, Verdict(best, top.relation, top.confidence, top.basis, p, p_corr, n_compared, None, text)
+    parent = best if top.relation in rel.DERIVED else None
+    hedge = "" if top.confidence >= CONFIDENT else " (uncertain)"
+    second = sorted(top.posterior.items(), key=lambda kv: -kv[1])[1] if len(top.posterior) > 1 else None
+    alt = f"; next: {second[0]} {second[1]:.0%}" if second else ""
+    text = (
+        f"{name}: {top.relation} of {best}{hedge}, confidence {top.confidence:.0%}{alt} "
+        f"(KL {kl[0]:.3g} ± {se[0]:.2g} bits/byte; unrelated: p = {p_corr:.2g}, Sidak over {n_compared} entries; "
+        f"calibration: {top.basis})"
+    )
+    return found, Verdict(best, top.relation, top.confidence, top.basis, p, p_corr, n_compared, parent, text)
+
+
+def place(
+    ds, text_ids: np.ndarray, loglik: np.ndarray, k: int = 10, name: str = "MODEL", meta: dict | None = None
+) -> Placement:
+    """Place a model with log-likelihoods ``loglik`` (nats) on the texts ``text_ids`` of the
+    dataset's text set among the entries of ``ds`` (a view: ``--where`` selects the candidates).
+    ``meta``: the model's metadata when known (model_id, model_type, base_model, ...), so that
+    no relation label contradicts it."""
+    if k < 1:
+        raise BadValueError("k", k, "must be at least 1")
+    n = ds.metadata.n_texts
+    ids = np.asarray(text_ids, dtype=np.int64)
+    values = np.asarray(loglik, dtype=np.float64)
+    if ids.shape != values.shape or ids.ndim != 1:
+        raise LlklError(f"{ids.size} text ids for {values.size} log-likelihoods")
+    check_text_count(int(ids.size), n)
+    if ids.min() < 0 or ids.max() >= n or np.unique(ids).size != ids.size:
+        raise LlklError(f"text ids must be distinct and lie in 0..{n - 1}")
+    if not np.isfinite(values).all():
+        raise LlklError("the vector has non-finite log-likelihoods (NaN or inf)")
+    if (values > MAX_LOGLIK).any():
+        raise LlklError("the vector has positive log-likelihoods; a log-likelihood is at most 0")
+    if len(ds) == 0:
+        raise LlklError("no entries to compare with (check --where)")
+    store = ds._store
+    threshold = ds.clip_thresholds["outputs"]
+    query = np.maximum(values, threshold)
+    rows = store.clipped[ds._rows][:, ids]
+    mean_bytes = ds.metadata.mean_text_bytes
+    order, kl, se, se_total = rank(rows, query, n, mean_bytes, k)
+    positions = ds._rows[order]
+    shown = store.entries[positions].select("entry_id", "model_type", "n_params")
+    calibration = store.calibration
+    columns = ["model_id", "revision", "layer", "variant", "base_model", "model_type"]
+    query_meta = None
+    if meta is not None and meta.get("model_id"):
+        query_meta = {c: meta.get(c) for c in columns}
+        query_meta["revision"] = query_meta["revision"] or "main"
+    candidate_meta = store.entries[positions].select(columns).to_dicts()
+    candidates = store.entries[positions]["entry_id"].to_list()
+    found, verdict = judge(calibration, name, candidates, kl, se, len(ds), query_meta, candidate_meta)
+    to_nats = mean_bytes * llmath.kl.LN2
+    table = shown.with_columns(
+        pl.Series("kl_bpb", kl),
+        pl.Series("se_bpb", se),
+        pl.Series("se_total_bpb", se_total),
+        pl.Series("kl_nats", kl * to_nats),
+        pl.Series("se_nats", se * to_nats),
+        pl.Series("relation", [f.relation for f in found], dtype=pl.String),
+        pl.Series("confidence", [f.confidence for f in found], dtype=pl.Float64),
+    ).with_row_index("rank", offset=1)
+    notes = []
+    if calibration.source != "dataset":
+        notes.append(calibration.describe())
+    return Placement(name, int(ids.size), n, table, verdict, calibration.describe(), notes)

@@ -1,0 +1,247 @@
+"""llkl-db place: the subset estimator (unbiased, honest SE), relations from metadata and the
+calibrated classifier, partial shards, the command and its bad input, and one tiny real model
+scored resumably."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import synthetic_loglik, write_dataset
+from typer.testing import CliRunner
+
+import llkl_db
+from llkl_db import relations as rel
+from llkl_db.cli import app
+from llkl_db.io.vectors import entry_id
+from llkl_db.place.estimate import choose_texts, subset_variance, texts_for_relative_se
+from llkl_db.place.shard import PartialVector, partial_path, read_vector, write_partial
+
+runner = CliRunner()
+
+
+# --- the estimator ----------------------------------------------------------------------------
+def test_subset_variance_is_unbiased_for_the_full_text_value_and_its_se_covers_it():
+    rng = np.random.default_rng(1)
+    n, k = 1000, 100
+    # tails a little heavier than Gaussian; much heavier tails at small K undercover (see README)
+    diff = rng.standard_t(10, size=n) * 3.0
+    rows = np.zeros((1, n))
+    full = float(np.var(diff))  # population variance over the N texts: the dataset's value
+    est, inside = [], []
+    for rep in range(3000):
+        ids = choose_texts(n, k, seed=rep)
+        out = subset_variance(rows[:, ids], diff[ids], n)
+        est.append(out.var[0])
+        inside.append(abs(out.var[0] - full) <= 2 * out.se_full[0])
+    assert abs(np.mean(est) - full) < 3 * np.std(est) / np.sqrt(len(est))
+    assert 0.88 <= np.mean(inside) <= 0.99
+    # all texts: the full-text value exactly, with no sampling error against it
+    out = subset_variance(rows, diff, n)
+    assert out.var[0] == pytest.approx(full)
+    assert out.se_full[0] == 0.0 and out.se_total[0] > 0
+
+
+def test_text_choice_is_uniform_nested_and_bounded():
+    a, b = choose_texts(1000, 50, seed=3), choose_texts(1000, 200, seed=3)
+    assert set(a) <= set(b) and len(set(b)) == 200 and b.min() >= 0 and b.max() < 1000
+    for bad in (9, 1001):
+        with pytest.raises(ValueError):
+            choose_texts(1000, bad)
+    assert texts_for_relative_se(3.0, 10_000) == 197  # Gaussian differences: 2 / 0.1^2, corrected for N
+    assert texts_for_relative_se(50.0, 160) == 155 and texts_for_relative_se(1.0001, 160) == 10
+
+
+# --- relations --------------------------------------------------------------------------------
+def _m(model_id, revision="main", variant=None, base=None, mtype="llama", layer=None):
+    return {
+        "model_id": model_id,
+        "revision": revision,
+        "variant": variant,
+        "base_model": base,
+        "model_type": mtype,
+        "layer": layer,
+    }
+
+
+@pytest.mark.parametrize(
+    "a,b,want",
+    [
+        (_m("o/x"), _m("o/x", variant="bfloat16"), rel.SAME_WEIGHTS),
+        (_m("o/x"), _m("o/x", variant="q8_0"), rel.SAME_WEIGHTS),
+        (_m("o/x", variant="q8_0"), _m("o/x", variant="q4_0"), rel.QUANTIZATION),
+        (_m("o/x", "step1"), _m("o/x", "step2"), rel.FINE_TUNE),
+        (_m("o/x-chat", base="o/x"), _m("o/x"), rel.FINE_TUNE),
+        (_m("o/x-seed1"), _m("o/x-seed2"), rel.SAME_FAMILY),
+        (_m("o/x-70m"), _m("o/x-1.4b"), rel.SAME_FAMILY),
+        (_m("o/x", mtype="llama"), _m("g/y", mtype="gemma3_text"), rel.UNRELATED),
+        (_m("o/x"), _m("g/y"), None),  # same type, no link: the classifier decides
+        (_m("o/x", layer=3), _m("o/x"), rel.LAYER),
+    ],
+)
+def test_metadata_relation(a, b, want):
+    assert rel.metadata_relation(a, b) == want
+    assert rel.metadata_relation(b, a) == want
+
+
+def test_calibration_falls_back_to_the_reference_scale_and_says_so():
+    cal = rel.calibrate({})
+    assert cal.source == "reference scale" and "reference scale" in cal.describe()
+    assert rel.classify(cal, 0.0005).relation == rel.SAME_WEIGHTS
+    assert rel.classify(cal, 5.0).relation == rel.UNRELATED
+    mixed = rel.calibrate({rel.UNRELATED: np.array([2.0, 3.0, 4.0, 5.0])})
+    assert mixed.fits[rel.UNRELATED].source == "dataset" and mixed.source == "mixed"
+    p, corrected = rel.provenance_p_value(mixed, 0.001, 100)
+    assert p < corrected < 0.05
+    p, corrected = rel.provenance_p_value(mixed, 3.0, 100)
+    assert corrected > 0.5
+
+
+def test_nearest_level_never_contradicts_the_metadata():
+    ds = llkl_db.open()
+    table = ds.nearest("google/gemma-3-270m", k=12).table
+    levels = dict(zip(table["entry_id"], table["level"], strict=True))
+    # different model types: unrelated, whatever the value (0.68 bits/byte)
+    assert levels["HuggingFaceTB/SmolLM2-135M-Instruct@gguf-q4_1"] == rel.UNRELATED
+    assert levels["google/gemma-3-270m@gguf-q4_k_m:bfloat16"] == rel.SAME_WEIGHTS
+    assert levels["google/gemma-3-270m@gguf-q4_k_m:q4_0"] == rel.QUANTIZATION
+    assert set(table["basis"]) <= {"metadata", "dataset", "reference scale", "mixed"}
+
+
+# --- partial shards and the command -----------------------------------------------------------
+@pytest.fixture()
+def family(tmp_path) -> tuple[Path, np.ndarray, list[dict]]:
+    """A dataset of 3 families (base, its q4 and q8 variants, a fine-tune, a seed) on 300 texts;
+    the held-out vector is family 0's base model at another checkpoint."""
+    rng = np.random.default_rng(0)
+    n = 300
+    base = synthetic_loglik(1, n, seed=5)[0].astype(np.float64)
+    rows, vectors = [], []
+    for f in range(3):
+        fam = base + 8.0 * rng.standard_normal(n)
+        for suffix, noise, extra in [
+            ("", 0.0, {}),
+            ("", 0.3, {"variant": "q8_0"}),
+            ("", 2.0, {"variant": "q4_0"}),
+            ("-seed1", 3.0, {}),
+        ]:
+            model = f"org/fam{f}{suffix}"
+            rows.append({"entry_id": entry_id(model, "main", None, extra.get("variant")), "model_id": model, **extra})
+            rows[-1]["model_type"] = ["llama", "gpt2", "gpt_neox"][f]
+            vectors.append(fam + noise * rng.standard_normal(n))
+        tuned = f"org/fam{f}-tuned"
+        rows.append({"entry_id": entry_id(tuned, "main"), "model_id": tuned, "base_model": f"org/fam{f}"})
+        rows[-1]["model_type"] = ["llama", "gpt2", "gpt_neox"][f]
+        vectors.append(fam + 4.0 * rng.standard_normal(n))
+    loglik = np.minimum(np.stack(vectors), -1.0)
+    root = write_dataset(tmp_path / "ds", loglik, rows)
+    query = np.minimum(loglik[0] + 0.5 * rng.standard_normal(n), -1.0)
+    return root, query, rows
+
+
+def _shard(path: Path, root: Path, ids: np.ndarray, values: np.ndarray, **meta) -> Path:
+    ds = llkl_db.open(root)
+    key = ds.folder.text_set_key
+    row = {
+        "entry_id": "new/model@main",
+        "model_id": "new/model",
+        "revision": "main",
+        "text_set": key.name,
+        "text_set_sha256": key.sha256,
+        "bos_policy": "bos",
+        **meta,
+    }
+    write_partial(path, PartialVector(row, ids, values))
+    return path
+
+
+def test_place_vector_names_the_parent(family, tmp_path):
+    root, query, _ = family
+    ids = choose_texts(300, 120, seed=0)
+    shard = _shard(partial_path(tmp_path / "save", "new/model@main"), root, ids, query[ids])
+    back = read_vector(tmp_path / "save", llkl_db.open(root).folder.text_set_key, 300)
+    np.testing.assert_array_equal(back.text_ids, ids)
+    out = runner.invoke(app, ["place", "--vector", str(shard), "--dataset", str(root), "--json", "-k", "5"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["n_texts_used"] == 120
+    first = result["neighbours"][0]
+    assert first["entry_id"].startswith("org/fam0@main")
+    assert result["verdict"]["parent"] is not None and result["verdict"]["parent"].startswith("org/fam0@main")
+    assert result["verdict"]["p_corrected"] < 0.05
+    assert all(r["se_bpb"] > 0 for r in result["neighbours"])
+    table = runner.invoke(app, ["place", "--vector", str(tmp_path / "save"), "--dataset", str(root), "--texts", "50"])
+    assert table.exit_code == 0, table.output
+    assert "placed from 50 of 300 texts" in table.output
+
+
+def test_place_bad_input_is_one_line(family, tmp_path):
+    root, query, _ = family
+    ids = np.arange(300)
+    good = _shard(tmp_path / "good.parquet", root, ids, query)
+    nan = query.copy()
+    nan[7] = np.nan
+    cases = [
+        (["place"], "either MODEL or --vector"),
+        (["place", "--vector", str(good), "--texts", "5"], "--texts 5"),
+        (["place", "--vector", str(good), "--texts", "301"], "--texts 301"),
+        (["place", "--vector", str(tmp_path / "none.parquet")], "no such file"),
+        (["place", "--vector", str(_shard(tmp_path / "nan.parquet", root, ids, nan))], "non-finite"),
+        (
+            ["place", "--vector", str(_shard(tmp_path / "other.parquet", root, ids, query, text_set_sha256="ab" * 32))],
+            "text set",
+        ),
+        (
+            ["place", "--vector", str(_shard(tmp_path / "eos.parquet", root, ids, query, bos_policy="eos"))],
+            "bos_policy",
+        ),
+        (["place", "--vector", str(good), "--where", "model_id = 'nobody'"], "no entries"),
+        (["place", "no/such-model-xyz", "--texts", "20", "--device", "cpu"], ""),
+    ]
+    for args, message in cases:
+        out = runner.invoke(app, [*args, "--dataset", str(root)])
+        assert out.exit_code != 0, (args, out.output)
+        assert "Traceback" not in out.output
+        lines = [line for line in out.output.splitlines() if line.startswith("Error")]
+        assert len(lines) == 1, (args, out.output)
+        assert message in lines[0], (args, out.output)
+
+
+def test_place_without_labelled_pairs_uses_the_reference_scale(tmp_path):
+    loglik = synthetic_loglik(6, 200, seed=2)
+    rows = [{"entry_id": f"org/m{i}@main", "model_id": f"org/m{i}", "model_type": "llama"} for i in range(6)]
+    root = write_dataset(tmp_path / "ds", loglik, rows)
+    shard = _shard(tmp_path / "v.parquet", root, np.arange(200), loglik[0] - 0.1)
+    out = runner.invoke(app, ["place", "--vector", str(shard), "--dataset", str(root)])
+    assert out.exit_code == 0, out.output
+    assert "reference scale" in out.output
+
+
+def test_place_scores_a_tiny_model_resumably(tmp_path):
+    pytest.importorskip("torch")
+    from tiny_models import save_tiny
+
+    from llkl_db.io.texts import write_texts  # noqa: F401  (the dataset's text set is written by helpers)
+
+    model = save_tiny(tmp_path / "llama", "llama")
+    n = 40
+    loglik = synthetic_loglik(4, n, seed=3)
+    root = write_dataset(tmp_path / "ds", loglik)
+    save = tmp_path / "save"
+    args = ["place", str(model), "--dataset", str(root), "--save", str(save), "--device", "cpu", "--quiet"]
+    first = runner.invoke(app, [*args, "--texts", "12", "--json"])
+    assert first.exit_code == 0, first.output
+    shard = next((save / "partial").glob("*.parquet"))
+    assert read_vector(shard, llkl_db.open(root).folder.text_set_key, n).n_scored == 12
+    # a larger K resumes: the 12 texts already scored are among the 20 chosen, and are not scored again
+    second = runner.invoke(app, [*args, "--texts", "20"])
+    assert second.exit_code == 0, second.output
+    assert "resuming" in second.output and "scoring 8 text(s)" in second.output
+    assert read_vector(shard, llkl_db.open(root).folder.text_set_key, n).n_scored == 20
+    # the dataset's entries conditioned the first token on EOS: refused before scoring
+    rows = [{"entry_id": f"org/m{i}@main", "bos_policy": "eos"} for i in range(4)]
+    eos = write_dataset(tmp_path / "eos", loglik, rows)
+    refused = runner.invoke(app, ["place", str(model), "--dataset", str(eos), "--texts", "10", "--device", "cpu"])
+    assert refused.exit_code != 0 and "bos_policy" in refused.output and "Traceback" not in refused.output
