@@ -23,7 +23,7 @@ from llkl_db.io.metadata import DatasetMetadata
 from llkl_db.io.source import resolve_source
 from llkl_db.io.vectors import FILE_COLUMN
 from llkl_db.resolve import Resolved, resolve
-from llkl_db.scale import level_of, scale_line
+from llkl_db.scale import scale_line
 from llkl_db.where import where_expr
 
 
@@ -229,6 +229,18 @@ class Dataset:
         """Resolve a model or entry name against the whole dataset (see :func:`llkl_db.resolve.resolve`)."""
         return resolve(self._store.entries, name)
 
+    def relations(self, query: int, others: np.ndarray, kl_bpb, se_bpb) -> list[relations.Relation]:
+        """The relation of entry ``query`` to each of ``others`` (positions in the whole dataset):
+        what the metadata say, else the classifier calibrated on this dataset's labelled pairs
+        (:mod:`llkl_db.relations`). ``nearest``, ``kl`` and the explorer label pairs with it."""
+        return relations.label_neighbours(
+            self._store.calibration, self._store.entries, query, np.atleast_1d(others), kl_bpb, se_bpb
+        )
+
+    def positions(self) -> np.ndarray:
+        """The positions in the whole dataset of this view's entries, in view order."""
+        return self._rows.copy()
+
     def entry(self, name: str) -> dict:
         """The metadata of the entry ``name`` resolves to, as a dict (no vector)."""
         return self._store.entries.drop(FILE_COLUMN).row(self.resolve(name).position, named=True)
@@ -267,7 +279,7 @@ class Dataset:
             kl_nats=est.kl_nats,
             se_nats=est.se_nats,
             n_texts=self.metadata.n_texts,
-            level=level_of(est.kl_bpb),
+            level=self.relations(ra.position, np.array([rb.position]), est.kl_bpb, est.se_bpb)[0].relation,
             bias_bpb=margin,
             bias_nats=None if margin is None else margin * to_nats,
             warning=bos_note(*self._store.entries[[ra.position, rb.position]]["bos_policy"].to_list()),
@@ -293,10 +305,7 @@ class Dataset:
             pl.Series("kl_nats", np.atleast_1d(est.kl_nats)),
             pl.Series("se_nats", np.atleast_1d(est.se_nats)),
         ).with_row_index("rank", offset=1)
-        # level: the relation the metadata say, else the calibrated classifier (llkl_db.relations)
-        found = relations.label_neighbours(
-            self._store.calibration, self._store.entries, query.position, idx, est.kl_bpb, est.se_bpb
-        )
+        found = self.relations(query.position, idx, est.kl_bpb, est.se_bpb)
         table = table.with_columns(
             pl.Series("level", [r.relation for r in found], dtype=pl.String),
             pl.Series("confidence", [r.confidence for r in found], dtype=pl.Float64),

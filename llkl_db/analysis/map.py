@@ -10,7 +10,6 @@ import polars as pl
 
 from llkl_db import math as llmath
 from llkl_db.errors import BadValueError, LlklError
-from llkl_db.scale import level_of
 
 from .colors import assign
 from .embedding import pca, tsne_auto
@@ -127,6 +126,7 @@ def neighbour_lists(ds, k: int = 10, block: int = 512) -> list[list[tuple[int, f
     centered, norms = prepared.centered, prepared.sq_norms
     eps = 8.0 * np.sqrt(n_texts) * np.finfo(np.float32).eps  # the bound of llkl_db.math.nearest
     mean_bytes = ds.metadata.mean_text_bytes
+    positions = ds.positions()
     out: list[list[tuple[int, float, float, str]]] = []
     for start in range(0, n_rows, block):
         rows = np.arange(start, min(start + block, n_rows))
@@ -140,10 +140,12 @@ def neighbour_lists(ds, k: int = 10, block: int = 512) -> list[list[tuple[int, f
             var, se_var = llmath.variance_with_se(clipped[pool].astype(np.float64) - clipped[q].astype(np.float64))
             order = np.argsort(var, kind="stable")[:kk]
             est = llmath.from_variance(var[order], se_var[order], mean_bytes)
+            kl, se = np.atleast_1d(est.kl_bpb), np.atleast_1d(est.se_bpb)
+            found = ds.relations(int(positions[q]), positions[pool[order]], kl, se)
             out.append(
                 [
-                    (int(j), float(kl), float(se), level_of(float(kl)))
-                    for j, kl, se in zip(pool[order], np.atleast_1d(est.kl_bpb), np.atleast_1d(est.se_bpb), strict=True)
+                    (int(j), float(v), float(s), r.relation)
+                    for j, v, s, r in zip(pool[order], kl, se, found, strict=True)
                 ]
             )
     return out
