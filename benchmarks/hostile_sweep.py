@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 EMBEDDED = ROOT / "llkl_db" / "data" / "embedded"
 SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 TIMEOUT = 60
+CODE_UNDER_TEST: str | None = None  # --code: another checkout's llkl_db for the commands (a before/after)
 
 
 @dataclass
@@ -70,6 +71,8 @@ def run_case(case: Case) -> tuple[str, str]:
         owned = case.owned(tmp) if case.owned else []
         before = _digest(owned)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", **(case.env or {})}
+        if CODE_UNDER_TEST:
+            env["PYTHONPATH"] = CODE_UNDER_TEST
 
         def limit() -> None:
             if case.memory_mb:
@@ -518,7 +521,7 @@ def cases() -> list[Case]:
             "wrong answers",
             lambda t: [
                 "nearest",
-                "google/gemma-3-270m@gguf-q4_k_m:L0",
+                "google/gemma-3-270m",
                 "-d",
                 str(_without_outputs(t, "google/gemma-3-270m")),
                 "-k",
@@ -595,7 +598,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write every case and its outcome here")
     parser.add_argument("-k", help="only cases whose name contains this")
+    parser.add_argument("--code", help="run the commands with this folder first on PYTHONPATH (an older llkl_db)")
     args = parser.parse_args()
+    global CODE_UNDER_TEST
+    CODE_UNDER_TEST = args.code
     results = []
     for case in cases():
         if args.k and args.k not in case.name:
