@@ -164,6 +164,20 @@ def test_calibration_falls_back_to_the_reference_scale_and_says_so():
     assert corrected > 0.5
 
 
+def test_nearest_pair_priors_are_smoothed_and_optional():
+    assert rel.nearest_priors([None, "logit-lens layer"]) == {}
+    pri = rel.nearest_priors([rel.FINE_TUNE] * 10)
+    assert sum(pri.values()) == pytest.approx(1.0)
+    assert pri[rel.FINE_TUNE] == max(pri.values()) > 0.4 and min(pri.values()) >= 0.5 / len(
+        rel.CLASSES
+    )  # none ruled out
+    fits = {rel.FINE_TUNE: [0.02, 0.021, 0.019, 0.022], rel.SAME_FAMILY: [0.02, 0.018, 0.022, 0.021]}
+    flat = rel.calibrate(fits)
+    tilted = rel.calibrate(fits, pri)
+    assert rel.posterior(tilted, 0.02)[rel.FINE_TUNE] > rel.posterior(flat, 0.02)[rel.FINE_TUNE]
+    assert flat.to_dict()["priors"] == "equal"
+
+
 def test_nearest_level_never_contradicts_the_metadata():
     ds = llkl_db.open()
     table = ds.nearest("google/gemma-3-270m", k=12).table
