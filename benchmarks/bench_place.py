@@ -254,6 +254,35 @@ def evaluate(
     return results
 
 
+def oracle_bound(loglik: np.ndarray, mean_bytes: float, ks) -> list[dict]:
+    """How far any choice of K texts could take strict top-1 agreement: for each entry, the
+    chance (normal approximation) that its two full-text nearest a, b swap, when the
+    difference of their KLs, the mean over texts of g_s = (d_b,s - dbar_b)^2 - (d_a,s - dbar_a)^2,
+    is estimated from K texts drawn uniformly (SD = SD(g) / sqrt(K)) or by the best importance
+    sampling, which knows the model on every text (p_s proportional to |g_s - gbar|:
+    SD = mean |g - gbar| / sqrt(K)). Only two contenders: an upper bound on agreement."""
+    from math import erf, sqrt
+
+    x = llmath.clip(loglik, llmath.clip_threshold(loglik)).astype(np.float64)
+    full = llmath.variance_matrix(llmath.prepare_clipped(x.astype(np.float32)))
+    e = x.shape[0]
+    spread = []
+    for i in range(e):
+        others = np.delete(np.arange(e), i)
+        near = others[np.argsort(full[i, others], kind="stable")[:2]]
+        da, db = x[i] - x[near[0]], x[i] - x[near[1]]
+        g = (db - db.mean()) ** 2 - (da - da.mean()) ** 2
+        spread.append((g.mean(), g.std(), np.abs(g - g.mean()).mean()))
+    out = []
+    for k in ks:
+        swap = [
+            [0.5 * (1 + erf(-gap * sqrt(k) / (sd * sqrt(2)))) for gap, sd in ((m, u), (m, o))] for m, u, o in spread
+        ]
+        uni, ora = np.mean(swap, axis=0)
+        out.append({"K": k, "top1_uniform_two_way": 1 - uni, "top1_oracle_is_two_way": 1 - ora})
+    return out
+
+
 def table(name: str, rows: list[dict]) -> str:
     out = [
         f"{name}",
@@ -291,6 +320,12 @@ def main() -> None:
         report["synthetic"] += evaluate(
             loglik, entries, b, KS, max_queries=args.max_queries, selection=sel, priors=nearest
         )
+    report["synthetic_oracle"] = oracle_bound(loglik, b, KS)
+    bound = "Bound on strict top-1 agreement from the two nearest (synthetic): " + ", ".join(
+        f"K = {r['K']}: uniform {r['top1_uniform_two_way']:.1%}, oracle importance sampling "
+        f"{r['top1_oracle_is_two_way']:.1%}"
+        for r in report["synthetic_oracle"]
+    )
     x, entries, b, clipped = embedded()
     print(f"embedded: {x.shape[0]} output entries x {x.shape[1]} texts", flush=True)
     for sel in selections:
@@ -299,6 +334,7 @@ def main() -> None:
         [
             table(f"Synthetic Markov tree ({loglik.shape[0]} entries, N = 10,000)", report["synthetic"]),
             table(f"Embedded ({x.shape[0]} output entries, N = 160)", report["embedded"]),
+            bound,
         ]
     )
     print(text)
