@@ -86,15 +86,18 @@ def place(
         spec = ModelSpec(model, revision, variant, dtype, model_id)
         policies = set(ds.entries["bos_policy"].drop_nulls().unique().to_list())
         scored = []
+        known: dict[int, float] = {}
 
         def score(wanted):
-            # each round rescores nothing already scored (the union is kept; --save resumes from it)
-            union = wanted if not scored else np.union1d(scored[-1].text_ids, wanted)
-            got = score_for_place(
-                spec, ds.folder.text_set, union, policies, save, device, progress=not quiet, on_note=note
-            )
-            scored.append(got)
-            return _lookup(got.text_ids, got.loglik, "the scored vector")(wanted)
+            # a second round scores only the texts not scored yet (--save also resumes from its shard)
+            todo = np.setdiff1d(np.asarray(wanted, dtype=np.int64), np.fromiter(known, np.int64, len(known)))
+            if todo.size or not scored:
+                got = score_for_place(
+                    spec, ds.folder.text_set, todo, policies, save, device, progress=not quiet, on_note=note
+                )
+                scored.append(got)
+                known.update(zip(got.text_ids.tolist(), got.loglik.tolist(), strict=True))
+            return np.array([known[int(t)] for t in wanted])
 
         if selection == "adaptive":
             choice, values = adaptive_choice(ds, chosen, score, seed)

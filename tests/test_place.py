@@ -329,6 +329,13 @@ def test_place_scores_a_tiny_model_resumably(tmp_path):
     assert second.exit_code == 0, second.output
     assert "resuming" in second.output and "scoring 8 text(s)" in second.output
     assert read_vector(shard, llkl_db.open(root).folder.text_set_key, n).n_scored == 20
+    # adaptive: two rounds of scoring, the second only on texts not scored in the first
+    adaptive = runner.invoke(
+        app, [*args[:4], "--device", "cpu", "--quiet", "--selection", "adaptive", "--texts", "30", "--json"]
+    )
+    assert adaptive.exit_code == 0, adaptive.output
+    result = json.loads(adaptive.stdout)
+    assert result["n_texts_used"] == 30 and any("adaptive choice" in line for line in result["notes"])
     # the dataset's entries conditioned the first token on EOS: refused before scoring
     rows = [{"entry_id": f"org/m{i}@main", "bos_policy": "eos"} for i in range(4)]
     eos = write_dataset(tmp_path / "eos", loglik, rows)
