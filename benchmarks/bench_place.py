@@ -8,7 +8,12 @@ Metrics per K: top-1 agreement with the full-text nearest; the median relative e
 KLs of the full-text top 10; the share of those full-text values inside the reported +-2 SE;
 parent-identification precision and recall against the labelled pairs (a named parent is the
 verdict's candidate when its relation is same weights / quantization / fine-tune and the
-provenance test rejects "unrelated"; it is right when the metadata relate the two that way).
+provenance test rejects "unrelated"; it is right when the metadata relate the two that way);
+the new-run check: each run's final entry placed with its whole run and the models derived from
+it left out (nothing left is its parent), counting the parents wrongly named. Both text
+selections (``--selection both``: uniform and two-stage adaptive) are measured side by side.
+
+    python benchmarks/bench_place.py --priors nearest   # relation priors from nearest-pair frequencies
 
 The synthetic dataset: Markov chains over 16 symbols, N = 10,000 texts of 40-120 symbols drawn
 from a "data" chain; families (the data chain's log-probabilities plus a large family
@@ -33,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from llkl_db import math as llmath  # noqa: E402
 from llkl_db import relations as rel  # noqa: E402
-from llkl_db.place.estimate import choose_texts  # noqa: E402
+from llkl_db.place.estimate import adaptive_texts, choose_texts  # noqa: E402
 from llkl_db.place.place import judge, rank  # noqa: E402
 
 A = 16
@@ -128,6 +133,8 @@ def evaluate(
     top: int = 10,
     seed: int = 0,
     max_queries: int | None = None,
+    selection: str = "uniform",
+    priors: bool = False,
 ):
     n = loglik.shape[1]
     if clipped:
@@ -148,21 +155,56 @@ def evaluate(
     queries = np.arange(e)
     if max_queries and e > max_queries:
         queries = np.sort(np.random.default_rng(seed).choice(e, max_queries, replace=False))
+
+    # the new-run check: a run's final entry placed with its whole run (every revision and variant
+    # of the model) and the models derived from it left out, so that nothing left is its parent
+    def lateness(m: dict) -> tuple:
+        digits = "".join(c for c in str(m["revision"] or "") if c.isdigit())
+        return (m["revision"] in (None, "main"), int(digits) if digits else -1)
+
+    runs = {}
+    for j, m in enumerate(metas):
+        if m["variant"] is None and (m["model_id"] not in runs or lateness(m) > lateness(metas[runs[m["model_id"]]])):
+            runs[m["model_id"]] = j
+
+    def place_one(i: int, out: np.ndarray, k: int):
+        """Place entry i among the entries not in ``out`` (which holds i) from K texts."""
+        others = np.setdiff1d(np.arange(e), out)
+        keep = {cls: ~(np.isin(a, out) | np.isin(b, out)) for cls, (a, b, _) in pair_kl.items()}
+        found_rel = None
+        if priors:  # each remaining entry's nearest among the remaining ones
+            sub = full[np.ix_(others, others)] + np.diag(np.full(others.size, np.inf))
+            nn = others[np.argmin(sub, axis=1)]
+            found_rel = rel.nearest_priors(
+                [rel.metadata_relation(metas[a], metas[b]) for a, b in zip(others, nn, strict=True)]
+            )
+        cal = rel.calibrate({cls: v[keep[cls]] for cls, (_, _, v) in pair_kl.items()}, found_rel)
+        if selection == "uniform":
+            texts = choose_texts(n, k, seed=seed + int(i))
+            order, kl, se, _ = rank(x[others][:, texts], x[i, texts], n, mean_bytes, others.size)
+        else:
+            # "scoring" the held-out entry returns its own stored values on the texts asked for
+            stored = x[others]
+            choice, values = adaptive_texts(stored, lambda t: x[i, t], n, k, seed=seed + int(i))
+            order, kl, se, _ = rank(
+                stored[:, choice.text_ids], values, n, mean_bytes, others.size, choice.weights, choice.k1
+            )
+        cands = [ids[others[j]] for j in order[:top]]
+        _, verdict = judge(cal, ids[i], cands, kl[:top], se[:top], others.size)
+        return others, order, kl, se, verdict
+
     results = []
     for k in ks:
         if k > n:
             continue
-        top1 = top1_tie = rel_err = cover = 0.0
-        errs, covered = [], []
+        top1 = top1_tie = 0.0
+        errs, signed, covered = [], [], []
         named = correct = with_parent = found = 0
         started = time.perf_counter()
         for i in queries:
-            others = np.delete(np.arange(e), i)
-            cal = rel.calibrate({cls: v[(a != i) & (b != i)] for cls, (a, b, v) in pair_kl.items()})
-            texts = choose_texts(n, k, seed=seed + int(i))
-            order, kl, se, _ = rank(x[others][:, texts], x[i, texts], n, mean_bytes, e)
-            est = np.empty(e - 1)
-            sek = np.empty(e - 1)
+            others, order, kl, se, verdict = place_one(int(i), np.array([i]), k)
+            est = np.empty(others.size)
+            sek = np.empty(others.size)
             est[order], sek[order] = kl, se
             exact = full[i, others]
             best_full = np.argsort(exact, kind="stable")[:top]
@@ -170,10 +212,10 @@ def evaluate(
             # a near tie (two entries within 5% of each other, below the estimator's own bias) is
             # not a disagreement: the chosen entry's full-text KL within 5% of the nearest's
             top1_tie += float(exact[order[0]] <= 1.05 * exact[best_full[0]])
-            errs.extend(np.abs(est[best_full] - exact[best_full]) / np.maximum(exact[best_full], 1e-300))
+            rel_dev = (est[best_full] - exact[best_full]) / np.maximum(exact[best_full], 1e-300)
+            errs.extend(np.abs(rel_dev))
+            signed.extend(rel_dev)
             covered.extend(np.abs(est[best_full] - exact[best_full]) <= 2 * sek[best_full])
-            cands = [ids[others[j]] for j in order[:top]]
-            _, verdict = judge(cal, ids[i], cands, kl[:top], se[:top], e - 1)
             parent = others[order[0]] if verdict.parent is not None else None
             if truth[i]:
                 with_parent += 1
@@ -182,23 +224,29 @@ def evaluate(
                 if parent in truth[i]:
                     correct += 1
                     found += 1
+        false_new = 0
+        for model_id, i in runs.items():
+            out = [j for j, m in enumerate(metas) if m["model_id"] == model_id or m["base_model"] == model_id]
+            _, _, _, _, verdict = place_one(i, np.array(out), k)
+            false_new += verdict.parent is not None
         q = len(queries)
-        top1 /= q
-        top1_tie /= q
-        rel_err = float(np.median(errs))
-        cover = float(np.mean(covered))
         results.append(
             {
                 "K": k,
+                "selection": selection,
+                "priors": "nearest pairs" if priors else "equal",
                 "queries": q,
-                "top1_agreement": top1,
-                "top1_within_5pct": top1_tie,
-                "median_rel_error_top10": rel_err,
-                "coverage_2se": cover,
+                "top1_agreement": top1 / q,
+                "top1_within_5pct": top1_tie / q,
+                "median_rel_error_top10": float(np.median(errs)),
+                "mean_signed_rel_error_top10": float(np.mean(signed)),
+                "coverage_2se": float(np.mean(covered)),
                 "parent_precision": correct / named if named else float("nan"),
                 "parent_recall": found / with_parent if with_parent else float("nan"),
                 "named": named,
                 "with_parent": with_parent,
+                "new_runs": len(runs),
+                "new_run_false_parents": false_new,
                 "seconds": time.perf_counter() - started,
             }
         )
@@ -206,17 +254,49 @@ def evaluate(
     return results
 
 
+def oracle_bound(loglik: np.ndarray, mean_bytes: float, ks) -> list[dict]:
+    """How far any choice of K texts could take strict top-1 agreement: for each entry, the
+    chance (normal approximation) that its two full-text nearest a, b swap, when the
+    difference of their KLs, the mean over texts of g_s = (d_b,s - dbar_b)^2 - (d_a,s - dbar_a)^2,
+    is estimated from K texts drawn uniformly (SD = SD(g) / sqrt(K)) or by the best importance
+    sampling, which knows the model on every text (p_s proportional to |g_s - gbar|:
+    SD = mean |g - gbar| / sqrt(K)). Only two contenders: an upper bound on agreement."""
+    from math import erf, sqrt
+
+    x = llmath.clip(loglik, llmath.clip_threshold(loglik)).astype(np.float64)
+    full = llmath.variance_matrix(llmath.prepare_clipped(x.astype(np.float32)))
+    e = x.shape[0]
+    spread = []
+    for i in range(e):
+        others = np.delete(np.arange(e), i)
+        near = others[np.argsort(full[i, others], kind="stable")[:2]]
+        da, db = x[i] - x[near[0]], x[i] - x[near[1]]
+        g = (db - db.mean()) ** 2 - (da - da.mean()) ** 2
+        spread.append((g.mean(), g.std(), np.abs(g - g.mean()).mean()))
+    out = []
+    for k in ks:
+        swap = [
+            [0.5 * (1 + erf(-gap * sqrt(k) / (sd * sqrt(2)))) for gap, sd in ((m, u), (m, o))] for m, u, o in spread
+        ]
+        uni, ora = np.mean(swap, axis=0)
+        out.append({"K": k, "top1_uniform_two_way": 1 - uni, "top1_oracle_is_two_way": 1 - ora})
+    return out
+
+
 def table(name: str, rows: list[dict]) -> str:
     out = [
         f"{name}",
         "",
-        "| K | top-1 agreement (strict / within 5%) | median rel. error (top 10) | ±2 SE coverage | parent precision | parent recall |",
-        "|---|---|---|---|---|---|",
+        "| selection | K | top-1 agreement (strict / within 5%) | median rel. error (top 10) | mean signed rel. error | "
+        "±2 SE coverage | parent precision | parent recall | new runs: false parents |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         out.append(
-            f"| {r['K']} | {r['top1_agreement']:.1%} / {r['top1_within_5pct']:.1%} | {r['median_rel_error_top10']:.1%} | {r['coverage_2se']:.1%} | "
-            f"{r['parent_precision']:.1%} ({r['named']} named) | {r['parent_recall']:.1%} (of {r['with_parent']}) |"
+            f"| {r['selection']} | {r['K']} | {r['top1_agreement']:.1%} / {r['top1_within_5pct']:.1%} | "
+            f"{r['median_rel_error_top10']:.1%} | {r['mean_signed_rel_error_top10']:+.1%} | {r['coverage_2se']:.1%} | "
+            f"{r['parent_precision']:.1%} ({r['named']} named) | {r['parent_recall']:.1%} (of {r['with_parent']}) | "
+            f"{r['new_run_false_parents']} of {r['new_runs']} |"
         )
     return "\n".join(out)
 
@@ -226,18 +306,35 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--families", type=int, default=16)
     parser.add_argument("--max-queries", type=int, default=None)
+    parser.add_argument("--selection", choices=("uniform", "adaptive", "both"), default="both")
+    parser.add_argument(
+        "--priors", choices=("equal", "nearest"), default="equal", help="relation priors (nearest: nearest-pair freq.)"
+    )
     args = parser.parse_args()
-    report = {}
+    selections = ("uniform", "adaptive") if args.selection == "both" else (args.selection,)
+    nearest = args.priors == "nearest"
+    report = {"synthetic": [], "embedded": []}
     loglik, entries, b = synthetic(n_families=args.families)
     print(f"synthetic: {loglik.shape[0]} entries x {loglik.shape[1]} texts, B = {b:.1f}", flush=True)
-    report["synthetic"] = evaluate(loglik, entries, b, KS, max_queries=args.max_queries)
+    for sel in selections:
+        report["synthetic"] += evaluate(
+            loglik, entries, b, KS, max_queries=args.max_queries, selection=sel, priors=nearest
+        )
+    report["synthetic_oracle"] = oracle_bound(loglik, b, KS)
+    bound = "Bound on strict top-1 agreement from the two nearest (synthetic): " + ", ".join(
+        f"K = {r['K']}: uniform {r['top1_uniform_two_way']:.1%}, oracle importance sampling "
+        f"{r['top1_oracle_is_two_way']:.1%}"
+        for r in report["synthetic_oracle"]
+    )
     x, entries, b, clipped = embedded()
     print(f"embedded: {x.shape[0]} output entries x {x.shape[1]} texts", flush=True)
-    report["embedded"] = evaluate(x, entries, b, (50, 100), clipped=clipped)
+    for sel in selections:
+        report["embedded"] += evaluate(x, entries, b, (50, 100), clipped=clipped, selection=sel, priors=nearest)
     text = "\n\n".join(
         [
             table(f"Synthetic Markov tree ({loglik.shape[0]} entries, N = 10,000)", report["synthetic"]),
             table(f"Embedded ({x.shape[0]} output entries, N = 160)", report["embedded"]),
+            bound,
         ]
     )
     print(text)

@@ -35,7 +35,14 @@ def place(
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     model_id: Annotated[Optional[str], typer.Option(help="Id to record when MODEL is a local path.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the uniform choice of texts.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the choice of texts.")] = 0,
+    selection: Annotated[
+        str,
+        typer.Option(
+            help="uniform: K texts uniformly at random; adaptive: a uniform third, then texts where the nearest "
+            "entries disagree (importance-weighted; scores the model in two rounds)."
+        ),
+    ] = "uniform",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     dataset: options.Dataset = None,
     dataset_revision: options.Revision = None,
@@ -44,11 +51,16 @@ def place(
 ) -> None:
     """Place MODEL among the dataset's entries from K of its texts: nearest entries with KL ± SE,
     and what MODEL is derived from (relation, confidence, provenance p-value)."""
+    import numpy as np
+
+    from llkl_db.place.place import SELECTIONS, adaptive_choice, suggest_text_count, texts_to_score
     from llkl_db.place.place import place as place_vector
-    from llkl_db.place.place import suggest_text_count, texts_to_score
 
     if (model is None) == (vector is None):
         raise LlklError("give either MODEL or --vector")
+    if selection not in SELECTIONS:
+        raise LlklError(f"--selection must be one of {', '.join(SELECTIONS)}, got {selection}")
+    choice = None
     ds = options.open_dataset(dataset, dataset_revision, where)
     n = ds.metadata.n_texts
     if vector is not None:
@@ -56,23 +68,46 @@ def place(
 
         found = read_vector(vector, ds.folder.text_set_key, n)
         ids, values = found.text_ids, found.loglik
-        if texts is not None:
+        if selection == "adaptive":
+            choice, values = adaptive_choice(
+                ds, texts if texts is not None else suggest_text_count(ds), _lookup(ids, values, vector), seed
+            )
+            ids = choice.text_ids
+        elif texts is not None:
             ids, values = _subset(ids, values, texts, n, seed)
         name = found.meta.get("entry_id") or str(vector)
         _check_policy(found.meta.get("bos_policy"), ds)
     else:
         chosen = texts if texts is not None else suggest_text_count(ds)
-        ids = texts_to_score(ds, chosen, seed)
         if texts is None:
             note(f"scoring {chosen} of {n} texts (keeps the SE of nearest distances near 10% on this dataset)")
         from llkl_db.builders.place import ModelSpec, score_for_place
 
         spec = ModelSpec(model, revision, variant, dtype, model_id)
         policies = set(ds.entries["bos_policy"].drop_nulls().unique().to_list())
-        found = score_for_place(spec, ds.folder.text_set, ids, policies, save, device, progress=not quiet, on_note=note)
-        ids, values = found.text_ids, found.loglik
+        scored = []
+        known: dict[int, float] = {}
+
+        def score(wanted):
+            # a second round scores only the texts not scored yet (--save also resumes from its shard)
+            todo = np.setdiff1d(np.asarray(wanted, dtype=np.int64), np.fromiter(known, np.int64, len(known)))
+            if todo.size or not scored:
+                got = score_for_place(
+                    spec, ds.folder.text_set, todo, policies, save, device, progress=not quiet, on_note=note
+                )
+                scored.append(got)
+                known.update(zip(got.text_ids.tolist(), got.loglik.tolist(), strict=True))
+            return np.array([known[int(t)] for t in wanted])
+
+        if selection == "adaptive":
+            choice, values = adaptive_choice(ds, chosen, score, seed)
+            ids = choice.text_ids
+        else:
+            ids = texts_to_score(ds, chosen, seed)
+            values = score(ids)
+        found = scored[-1]
         name = found.meta["entry_id"]
-    result = place_vector(ds, ids, values, k=k, name=name, meta=found.meta)
+    result = place_vector(ds, ids, values, k=k, name=name, meta=found.meta, choice=choice)
     for line in result.notes:
         note(line)
     if save is not None and vector is None:
@@ -92,6 +127,24 @@ def place(
     )
     echo(result.verdict.text)
     echo("± is 1 SE against the full-text value (sampling of texts; the estimator's bias is not in it)")
+
+
+def _lookup(ids, values, where):
+    """A function returning the values of the given text ids from a (partial) vector."""
+    import numpy as np
+
+    position = {int(t): i for i, t in enumerate(ids)}
+
+    def get(wanted):
+        missing = [int(t) for t in wanted if int(t) not in position]
+        if missing:
+            raise LlklError(
+                f"{where} has no value for text {missing[0]} ({len(missing)} missing): the adaptive choice needs "
+                "the texts it draws (a full vector, or MODEL)"
+            )
+        return np.asarray(values)[[position[int(t)] for t in wanted]]
+
+    return get
 
 
 def _subset(ids, values, texts: int, n: int, seed: int):

@@ -15,6 +15,11 @@ Two sources, in this order:
    estimate, (SE / KL)^2 on the log scale, widens each class. A class with fewer than
    ``MIN_PAIRS`` labelled pairs in the dataset falls back to the reference scale of
    arXiv 2505.15353 (method.md, section 3), and each answer says which source it used.
+   The priors are the dataset's own frequencies of each relation between an entry and its
+   nearest entry (the pairs the classifier is applied to: place names the nearest entry),
+   smoothed (+1 per class) and mixed half and half with equal priors (``nearest_priors``), so
+   a class absent among the dataset's nearest pairs is down-weighted, never ruled out; with no
+   labelled nearest pairs the priors are equal.
 
 The provenance test asks whether a candidate is closer than unrelated models ever are: the
 one-sided p-value of its log KL under the dataset's unrelated-pairs Gaussian (else the
@@ -160,6 +165,7 @@ class Calibration:
 
     fits: dict[str, ClassFit]
     unrelated_log_kl: np.ndarray = field(default_factory=lambda: np.empty(0))
+    priors: dict[str, float] = field(default_factory=dict)  # empty: equal priors
 
     @property
     def source(self) -> str:
@@ -180,6 +186,7 @@ class Calibration:
     def to_dict(self) -> dict:
         return {
             "source": self.source,
+            "priors": dict(self.priors) or "equal",
             "classes": {
                 cls: {"median_bpb": math.exp(f.mean), "log_sd": f.sd, "n_pairs": f.n_pairs, "source": f.source}
                 for cls, f in self.fits.items()
@@ -195,7 +202,31 @@ def _fit(values: np.ndarray) -> tuple[float, float]:
     return float(np.median(logs)), math.sqrt(sd * sd + MIN_LOG_SD * MIN_LOG_SD)
 
 
-def calibrate(kl_by_class: dict[str, np.ndarray]) -> Calibration:
+PRIOR_SHARE = 0.5  # weight of the dataset's nearest-pair frequencies in the priors (rest: equal)
+PRIOR_SAMPLE = 256  # entries whose nearest entry is looked up for the priors
+
+
+def nearest_priors(relations: list[str | None], share: float = PRIOR_SHARE) -> dict[str, float]:
+    """Class priors from the metadata relations of (entry, its nearest entry) pairs: the
+    frequencies, +1 per class, mixed with equal priors (``share`` of the frequencies). Unlabelled
+    pairs (None) and other labels are not counted; none counted gives equal priors."""
+    counts = {cls: 0 for cls in CLASSES}
+    for r in relations:
+        if r in counts:
+            counts[r] += 1
+    total = sum(counts.values())
+    if total == 0:
+        return {}
+    freq = {cls: (c + 1) / (total + len(CLASSES)) for cls, c in counts.items()}
+    return {cls: share * freq[cls] + (1 - share) / len(CLASSES) for cls in CLASSES}
+
+
+def nearest_relations(metas: list[dict], nearest: np.ndarray) -> list[str | None]:
+    """The metadata relation of entry i to entry ``nearest[i]`` (negative: none), for each i."""
+    return [metadata_relation(metas[i], metas[int(j)]) if j >= 0 else None for i, j in enumerate(nearest)]
+
+
+def calibrate(kl_by_class: dict[str, np.ndarray], priors: dict[str, float] | None = None) -> Calibration:
     """Fit each class on its labelled KL values (bits/byte); too few -> the reference scale.
     Keys 'CLASS|setting' are settings of one class, each fitted on its own (a mixture with equal
     weights: checkpoints and fine-tunes, seeds and sizes are different distances)."""
@@ -215,14 +246,48 @@ def calibrate(kl_by_class: dict[str, np.ndarray]) -> Calibration:
         else:
             median, sd = REFERENCE[cls]
             fits[cls] = ClassFit(math.log(median), sd, int(pooled.size), "reference scale", ((math.log(median), sd),))
-    return Calibration(fits, unrelated)
+    return Calibration(fits, unrelated, dict(priors or {}))
+
+
+def dataset_priors(
+    entries: pl.DataFrame, prepared, exclude: set[int] | None = None, sample: int = PRIOR_SAMPLE, seed: int = 0
+) -> dict[str, float]:
+    """``nearest_priors`` of a dataset: for up to ``sample`` output entries, the relation to their
+    nearest output entry (``prepared``: the dataset's ``llkl_db.math.Prepared``)."""
+    from llkl_db.math import nearest
+
+    columns = [c for c in ("model_id", "revision", "layer", "variant", "base_model", "model_type") if c in entries]
+    frame = entries.select(columns)
+    if "layer" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None).alias("layer"))
+    metas = frame.to_dicts()
+    outputs = np.array([i for i, m in enumerate(metas) if m.get("layer") is None and i not in (exclude or set())])
+    if outputs.size < 2:
+        return {}
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(outputs, size=min(sample, outputs.size), replace=False) if outputs.size > sample else outputs
+    found = []
+    for i in picked:
+        mask = np.zeros(len(metas), dtype=bool)
+        mask[outputs] = True
+        mask[i] = False
+        idx, _, _ = nearest(prepared, prepared.clipped[i], 1, mask)
+        if idx.size:
+            found.append(metadata_relation(metas[int(i)], metas[int(idx[0])]))
+    return nearest_priors(found)
 
 
 def calibrate_from_matrix(
-    entries: pl.DataFrame, clipped: np.ndarray, mean_bytes: float, exclude: set[int] | None = None, seed: int = 0
+    entries: pl.DataFrame,
+    clipped: np.ndarray,
+    mean_bytes: float,
+    exclude: set[int] | None = None,
+    seed: int = 0,
+    prepared=None,
 ) -> Calibration:
     """Calibrate on the labelled pairs of a dataset (``clipped``: its K x N matrix, rows as
-    ``entries``). Rows in ``exclude`` are left out (leave-one-out evaluation)."""
+    ``entries``). Rows in ``exclude`` are left out (leave-one-out evaluation). With ``prepared``
+    (the dataset's ``Prepared``) the priors are the nearest-pair frequencies (``dataset_priors``)."""
     from llkl_db.math import pair_kl
 
     rng = np.random.default_rng(seed)
@@ -245,7 +310,8 @@ def calibrate_from_matrix(
             else np.empty(0)
         )
         out[cls] = values
-    return calibrate(out)
+    priors = dataset_priors(entries, prepared, exclude, seed=seed) if prepared is not None else None
+    return calibrate(out, priors)
 
 
 # --- classification ------------------------------------------------------------------------
@@ -260,7 +326,8 @@ class Relation:
 
 
 def posterior(calibration: Calibration, kl_bpb: float, se_bpb: float = 0.0) -> dict[str, float]:
-    """P(class | KL) under equal priors, each class's Gaussian on ln KL widened by (SE / KL)^2."""
+    """P(class | KL) under the calibration's priors (equal when it has none), each class's
+    Gaussian on ln KL widened by (SE / KL)^2."""
     kl = max(float(kl_bpb), 1e-12)
     x = math.log(kl)
     noise = (float(se_bpb) / kl) ** 2 if se_bpb and np.isfinite(se_bpb) else 0.0
@@ -273,6 +340,8 @@ def posterior(calibration: Calibration, kl_bpb: float, se_bpb: float = 0.0) -> d
             terms.append(-0.5 * (x - mean) ** 2 / var - 0.5 * math.log(var))
         top_term = max(terms)
         logp[cls] = top_term + math.log(sum(math.exp(t - top_term) for t in terms) / len(terms))
+        if calibration.priors:
+            logp[cls] += math.log(max(calibration.priors.get(cls, 0.0), 1e-12))
     top = max(logp.values())
     weights = {cls: math.exp(v - top) for cls, v in logp.items()}
     total = sum(weights.values())

@@ -16,7 +16,16 @@ import llkl_db
 from llkl_db import relations as rel
 from llkl_db.cli import app
 from llkl_db.io.vectors import entry_id
-from llkl_db.place.estimate import choose_texts, subset_variance, texts_for_relative_se
+from llkl_db.place.estimate import (
+    adaptive_texts,
+    candidate_set,
+    choose_texts,
+    disagreement_probabilities,
+    draw_second_stage,
+    subset_variance,
+    texts_for_relative_se,
+    weighted_variance,
+)
 from llkl_db.place.shard import PartialVector, partial_path, read_vector, write_partial
 
 runner = CliRunner()
@@ -42,6 +51,62 @@ def test_subset_variance_is_unbiased_for_the_full_text_value_and_its_se_covers_i
     out = subset_variance(rows, diff, n)
     assert out.var[0] == pytest.approx(full)
     assert out.se_full[0] == 0.0 and out.se_total[0] > 0
+
+
+def _two_stage(n, k1, k2, p, seed):
+    first = choose_texts(n, k1, seed=seed)
+    second = draw_second_stage(p, k2, seed=seed)
+    return np.concatenate([first, second]), np.concatenate([np.ones(k1), 1.0 / (n * p[second])])
+
+
+def test_weighted_variance_is_unbiased_and_its_se_covers_it():
+    rng = np.random.default_rng(2)
+    n, k1, k2 = 1000, 60, 90
+    diff = rng.standard_t(10, size=n) * 3.0
+    # probabilities steered by values correlated with the differences (as the candidates' are)
+    p = disagreement_probabilities(np.stack([np.zeros(n), np.abs(diff) + rng.random(n)]), mix=0.3)
+    assert (1.0 / (n * p)).max() <= 1.0 / 0.3 + 1e-9
+    rows = np.zeros((1, n))
+    full = float(np.var(diff))
+    est, inside = [], []
+    for rep in range(3000):
+        ids, w = _two_stage(n, k1, k2, p, rep)
+        out = weighted_variance(rows[:, ids], diff[ids], w, k1, n)
+        est.append(out.var[0])
+        inside.append(abs(out.var[0] - full) <= 2 * out.se_full[0])
+    assert abs(np.mean(est) - full) < 3 * np.std(est) / np.sqrt(len(est))
+    assert 0.88 <= np.mean(inside) <= 0.99
+
+
+def test_weighted_variance_with_unit_weights_is_the_uniform_estimator():
+    rng = np.random.default_rng(3)
+    n, k = 500, 80
+    rows = rng.standard_normal((4, n))
+    q = rng.standard_normal(n)
+    ids = choose_texts(n, k, seed=1)
+    a = subset_variance(rows[:, ids], q[ids], n)
+    b = weighted_variance(rows[:, ids], q[ids], np.ones(k), k, n)
+    np.testing.assert_allclose(b.var, a.var, rtol=1e-10)
+    # all N texts in stage 1: the full-text value, no sampling error against it
+    full = weighted_variance(rows, q, np.ones(n), n, n)
+    np.testing.assert_allclose(full.var, np.var(q[None] - rows, axis=1), rtol=1e-10)
+    assert (full.se_full == 0).all()
+
+
+def test_adaptive_choice_draws_where_the_candidates_disagree():
+    rng = np.random.default_rng(4)
+    n = 2000
+    stored = rng.standard_normal((6, n))
+    stored[1] = stored[0] + np.where(np.arange(n) < 200, 1.0, 0.01) * rng.standard_normal(n)  # disagree on 200
+    query = stored[0] + 0.1 * rng.standard_normal(n)
+    choice, values = adaptive_texts(stored, lambda ids: query[ids], n, 300, seed=0)
+    assert choice.k1 == 90 and choice.text_ids.size == 300
+    np.testing.assert_array_equal(values, query[choice.text_ids])
+    second = choice.text_ids[choice.k1 :]
+    assert (second < 200).mean() > 0.5  # 10% of the texts, most of the second stage
+    assert choice.weights.max() <= 1.0 / 0.3 + 1e-9
+    est = subset_variance(stored[:, :50], query[:50], n)
+    assert candidate_set(est.var, est.se_full)[0] == int(np.argmin(est.var))
 
 
 def test_text_choice_is_uniform_nested_and_bounded():
@@ -97,6 +162,20 @@ def test_calibration_falls_back_to_the_reference_scale_and_says_so():
     assert p < corrected < 0.05
     p, corrected = rel.provenance_p_value(mixed, 3.0, 100)
     assert corrected > 0.5
+
+
+def test_nearest_pair_priors_are_smoothed_and_optional():
+    assert rel.nearest_priors([None, "logit-lens layer"]) == {}
+    pri = rel.nearest_priors([rel.FINE_TUNE] * 10)
+    assert sum(pri.values()) == pytest.approx(1.0)
+    assert pri[rel.FINE_TUNE] == max(pri.values()) > 0.4 and min(pri.values()) >= 0.5 / len(
+        rel.CLASSES
+    )  # none ruled out
+    fits = {rel.FINE_TUNE: [0.02, 0.021, 0.019, 0.022], rel.SAME_FAMILY: [0.02, 0.018, 0.022, 0.021]}
+    flat = rel.calibrate(fits)
+    tilted = rel.calibrate(fits, pri)
+    assert rel.posterior(tilted, 0.02)[rel.FINE_TUNE] > rel.posterior(flat, 0.02)[rel.FINE_TUNE]
+    assert flat.to_dict()["priors"] == "equal"
 
 
 def test_nearest_level_never_contradicts_the_metadata():
@@ -175,6 +254,16 @@ def test_place_vector_names_the_parent(family, tmp_path):
     table = runner.invoke(app, ["place", "--vector", str(tmp_path / "save"), "--dataset", str(root), "--texts", "50"])
     assert table.exit_code == 0, table.output
     assert "placed from 50 of 300 texts" in table.output
+    # adaptive needs the texts it draws: a full vector works, a partial shard says what is missing
+    full = _shard(tmp_path / "full.parquet", root, np.arange(300), query)
+    args = ["place", "--vector", str(full), "--dataset", str(root), "--selection", "adaptive", "--texts", "120"]
+    out = runner.invoke(app, [*args, "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["neighbours"][0]["entry_id"].startswith("org/fam0@main") and result["n_texts_used"] == 120
+    assert any("adaptive choice" in line for line in result["notes"])
+    out = runner.invoke(app, [*args[:2], str(shard), *args[3:]])
+    assert out.exit_code != 0 and "adaptive choice needs" in out.output
 
 
 def test_place_bad_input_is_one_line(family, tmp_path):
@@ -240,6 +329,13 @@ def test_place_scores_a_tiny_model_resumably(tmp_path):
     assert second.exit_code == 0, second.output
     assert "resuming" in second.output and "scoring 8 text(s)" in second.output
     assert read_vector(shard, llkl_db.open(root).folder.text_set_key, n).n_scored == 20
+    # adaptive: two rounds of scoring, the second only on texts not scored in the first
+    adaptive = runner.invoke(
+        app, [*args[:4], "--device", "cpu", "--quiet", "--selection", "adaptive", "--texts", "30", "--json"]
+    )
+    assert adaptive.exit_code == 0, adaptive.output
+    result = json.loads(adaptive.stdout)
+    assert result["n_texts_used"] == 30 and any("adaptive choice" in line for line in result["notes"])
     # the dataset's entries conditioned the first token on EOS: refused before scoring
     rows = [{"entry_id": f"org/m{i}@main", "bos_policy": "eos"} for i in range(4)]
     eos = write_dataset(tmp_path / "eos", loglik, rows)

@@ -112,3 +112,151 @@ def default_text_count(ratios: list[float] | np.ndarray, n_texts: int, target: f
     if ratios.size == 0:
         return int(min(n_texts, 300))
     return texts_for_relative_se(float(np.median(ratios)), n_texts, target)
+
+
+# --- two-stage adaptive choice with importance weights -------------------------------------------
+ADAPTIVE_MIX = 0.3  # share of the uniform distribution in the second stage's probabilities
+MAX_CANDIDATES = 4  # entries whose disagreement steers the second stage (the nearest ones)
+FIRST_SHARE = 0.3  # share of the K texts in the uniform first stage
+
+
+def candidate_set(var: np.ndarray, se: np.ndarray, limit: int = MAX_CANDIDATES) -> np.ndarray:
+    """Rows whose +-2 SE interval overlaps the best one's (the best first; at least two, at most
+    ``limit``), from a first-stage estimate."""
+    order = np.argsort(var, kind="stable")
+    if order.size == 0:
+        return order
+    best = order[0]
+    top = var[best] + 2.0 * se[best]
+    keep = order[var[order] - 2.0 * se[order] <= top]
+    if keep.size < 2:
+        keep = order[:2]
+    return keep[:limit]
+
+
+def disagreement_probabilities(cand: np.ndarray, mix: float = ADAPTIVE_MIX) -> np.ndarray:
+    """Second-stage draw probabilities p_s over the N texts from the candidates' stored values
+    (``cand``: C x N, clipped): p_s = mix / N + (1 - mix) u_s / sum(u), with
+    u_s = sqrt(sum over candidate pairs (x_a,s - x_b,s)^2) = sqrt(C sum_a (x_a,s - xbar_s)^2).
+    The mixture keeps every weight 1 / (N p_s) at most 1 / mix."""
+    cand = np.asarray(cand, dtype=np.float64)
+    n = cand.shape[1]
+    if not 0.0 < mix <= 1.0:
+        raise ValueError(f"mix must lie in (0, 1], got {mix}")
+    centred = cand - cand.mean(axis=0, keepdims=True)
+    u = np.sqrt(cand.shape[0] * (centred * centred).sum(axis=0))
+    total = float(u.sum())
+    if cand.shape[0] < 2 or total <= 0 or not np.isfinite(total):
+        return np.full(n, 1.0 / n)
+    return mix / n + (1.0 - mix) * u / total
+
+
+def draw_second_stage(p: np.ndarray, k2: int, seed: int = 0) -> np.ndarray:
+    """``k2`` text ids drawn independently, with replacement, with probabilities ``p``."""
+    rng = np.random.default_rng([seed, 2])
+    return rng.choice(p.size, size=k2, replace=True, p=p / p.sum()).astype(np.int64)
+
+
+def weighted_variance(rows: np.ndarray, query: np.ndarray, weights: np.ndarray, k1: int, n_texts: int) -> SubsetKL:
+    """Var(l_q - l_j) over the N texts from a two-stage sample, unbiased for the full-text value.
+
+    The K = K1 + K2 draws are the columns: the first ``k1`` a uniform sample without replacement
+    (weight 1), the other K2 drawn with replacement with probabilities p_s fixed after stage 1
+    (``weights`` w_i = 1 / (N p_{s_i}); repeats allowed).
+
+    Derivation. With d_s = l_q,s - l_j,s, the full-text value is a pair sum,
+    sigma2 = (1/N) sum_s (d_s - dbar)^2 = F / (2 N^2), F = sum_{s,t} (d_s - d_t)^2 (s = t adds 0),
+    so no mean has to be estimated and squared (the bias of plugging in a centre is avoided). Every
+    ordered pair of distinct draws (i, j) gives an unbiased estimate of F:
+      both stage 1 (distinct uniform texts):   N (N - 1) (d_i - d_j)^2
+      i stage 1, j stage 2:                     N^2 w_j (d_i - d_j)^2
+      both stage 2 (independent draws):         N^2 w_i w_j (d_i - d_j)^2.
+    (Given stage 1, a stage-2 draw has E[w_j f(s_j)] = (1/N) sum_t f(t) whatever the p chosen
+    from stage 1, so the mixed pairs are unbiased given s_i, and then over s_i.) Averaging the
+    K (K - 1) ordered pairs with equal, fixed weights keeps it unbiased:
+      sigma2_hat = [sum_{i != j} w_i w_j (d_i - d_j)^2 - (1/N) sum_{i != j in stage 1} (d_i - d_j)^2]
+                   / (2 K (K - 1))
+                 = [W S2 - S1^2 - (K1 T2 - T1^2) / N] / (K (K - 1)),
+    W = sum w, S1 = sum w d, S2 = sum w d^2 over all draws, T1, T2 the unweighted sums over stage
+    1. All weights 1 (uniform, K2 = 0) gives the uniform estimator (N - 1)/N s2 exactly.
+
+    SE: a U-statistic of order 2 with kernel h = w_i w_j (d_i - d_j)^2 / 2 has projection
+    h1(i) = w_i ((d_i - mu)^2 + sigma2) / 2, so Var(sigma2_hat) ~ (1/K^2) sum_g K_g Var_g(z),
+    z_i = w_i ((d_i - mu)^2 + sigma2), Var_g the variance of z within stage g (the sample variance
+    over its draws, mu the weighted mean S1 / W); stage 1's term carries the finite-population
+    factor (1 - K1/N) in ``se_full``; stage 2 (with replacement) has none."""
+    rows = np.asarray(rows)
+    q = np.asarray(query, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    e, k = rows.shape
+    if q.shape != (k,) or w.shape != (k,):
+        raise ValueError(f"query and weights need shape ({k},)")
+    if not 2 <= k1 <= k or k < 3:
+        raise ValueError("need at least 2 first-stage draws and 3 in all")
+    k2 = k - k1
+    n = float(n_texts)
+    var = np.empty(e)
+    var_z1 = np.empty(e)
+    var_z2 = np.zeros(e)
+    block = max(1, 4_000_000 // k)
+    big_w = w.sum()
+    for start in range(0, e, block):
+        d = q[None, :] - rows[start : start + block].astype(np.float64)
+        shift = d[:, :k1].mean(axis=1, keepdims=True)  # numerical centring only (cancels exactly)
+        d -= shift
+        s1 = d @ w
+        s2 = (d * d) @ w
+        t1 = d[:, :k1].sum(axis=1)
+        t2 = (d[:, :k1] ** 2).sum(axis=1)
+        v = (big_w * s2 - s1 * s1 - (k1 * t2 - t1 * t1) / n) / (k * (k - 1))
+        var[start : start + block] = v
+        mu = s1 / big_w
+        z = w[None, :] * ((d - mu[:, None]) ** 2 + v[:, None])
+        var_z1[start : start + block] = z[:, :k1].var(axis=1, ddof=1)
+        if k2 >= 2:
+            var_z2[start : start + block] = z[:, k1:].var(axis=1, ddof=1)
+    fpc = max(0.0, 1.0 - k1 / n_texts)
+    se_full = np.sqrt(np.maximum(k1 * var_z1 * fpc + k2 * var_z2, 0.0)) / k
+    se_total = np.sqrt(np.maximum(k1 * var_z1 + k2 * var_z2, 0.0)) / k
+    return SubsetKL(var=var, se_full=se_full, se_total=se_total, n_used=k, n_texts=n_texts)
+
+
+@dataclass(frozen=True)
+class AdaptiveChoice:
+    """The texts of a two-stage choice: ``text_ids`` (stage 1, then stage-2 draws, repeats
+    allowed), their importance weights and the size of stage 1."""
+
+    text_ids: np.ndarray
+    weights: np.ndarray
+    k1: int
+
+
+def adaptive_texts(
+    stored: np.ndarray,
+    score,
+    n_texts: int,
+    k: int,
+    seed: int = 0,
+    first_share: float = FIRST_SHARE,
+    mix: float = ADAPTIVE_MIX,
+    limit: int = MAX_CANDIDATES,
+) -> tuple[AdaptiveChoice, np.ndarray]:
+    """Two-stage choice: K1 = first_share K uniform texts are scored (``score(ids)`` returns the
+    model's clipped values on them), the candidates whose interval overlaps the best one's are
+    found, and K - K1 more texts are drawn with the candidates' disagreement probabilities
+    (from ``stored``, the entries' clipped E x N values, known for every text). Returns the choice
+    and the model's values on its texts (stage 1 first)."""
+    k1 = max(MIN_PLACE_TEXTS, int(round(first_share * k)))
+    if k1 >= k:
+        ids = choose_texts(n_texts, k, seed)
+        return AdaptiveChoice(ids, np.ones(k), k), np.asarray(score(ids), dtype=np.float64)
+    first = choose_texts(n_texts, k1, seed)
+    v1 = np.asarray(score(first), dtype=np.float64)
+    est = subset_variance(stored[:, first], v1, n_texts)
+    cand = candidate_set(est.var, est.se_full, limit)
+    p = disagreement_probabilities(stored[cand], mix)
+    second = draw_second_stage(p, k - k1, seed)
+    v2 = np.asarray(score(second), dtype=np.float64)
+    ids = np.concatenate([first, second])
+    weights = np.concatenate([np.ones(k1), 1.0 / (n_texts * p[second])])
+    return AdaptiveChoice(ids, weights, k1), np.concatenate([v1, v2])

@@ -20,10 +20,13 @@ from llkl_db.io.vectors import MAX_LOGLIK
 from .estimate import (
     MIN_PLACE_TEXTS,
     TARGET_RELATIVE_SE,
+    AdaptiveChoice,
+    adaptive_texts,
     choose_texts,
     default_text_count,
     kurtosis_ratio,
     subset_variance,
+    weighted_variance,
 )
 
 SIGNIFICANCE = 0.05  # provenance test level, after the Sidak correction
@@ -68,6 +71,32 @@ def texts_to_score(ds, k: int, seed: int = 0) -> np.ndarray:
     return choose_texts(n, k, seed)
 
 
+SELECTIONS = ("uniform", "adaptive")
+
+
+def adaptive_choice(ds, k: int, lookup, seed: int = 0) -> tuple[AdaptiveChoice, np.ndarray]:
+    """Two-stage adaptive choice of K texts of ``ds`` (see ``estimate.adaptive_texts``):
+    ``lookup(ids)`` scores the model on the given text ids (log-likelihoods, nats) and is called
+    twice, for the uniform first stage and for the second stage's draws. Returns the choice and
+    the model's raw values on its texts."""
+    n = ds.metadata.n_texts
+    check_text_count(k, n)
+    store = ds._store
+    threshold = ds.clip_thresholds["outputs"]
+    stored = store.clipped[ds._rows]
+    raw: dict[int, float] = {}
+
+    def score(ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        todo = np.unique(ids[[int(i) not in raw for i in ids]]) if ids.size else ids
+        if todo.size:
+            raw.update(zip(todo.tolist(), np.asarray(lookup(todo), dtype=np.float64).tolist(), strict=True))
+        return np.maximum(np.array([raw[int(i)] for i in ids]), threshold)
+
+    choice, _ = adaptive_texts(stored, score, n, k, seed)
+    return choice, np.array([raw[int(i)] for i in choice.text_ids])
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The best candidate, its relation to the model, and the provenance test."""
@@ -109,11 +138,23 @@ class Placement:
         }
 
 
-def rank(rows: np.ndarray, query: np.ndarray, n_texts: int, mean_bytes: float, k: int):
+def rank(
+    rows: np.ndarray,
+    query: np.ndarray,
+    n_texts: int,
+    mean_bytes: float,
+    k: int,
+    weights: np.ndarray | None = None,
+    k1: int | None = None,
+):
     """Indices of the k rows (E x K values on the chosen texts) nearest to ``query`` (K clipped
     values), with KL, SE against the full-text value and SE against the infinite-text value, in
-    bits/byte, sorted by KL."""
-    est = subset_variance(rows, query, n_texts)
+    bits/byte, sorted by KL. With ``weights`` and ``k1`` (a two-stage adaptive choice: the first
+    ``k1`` columns uniform, the rest importance-weighted draws) the weighted estimator is used."""
+    if weights is None or k1 is None or k1 >= rows.shape[1]:
+        est = subset_variance(rows, query, n_texts)
+    else:
+        est = weighted_variance(rows, query, weights, k1, n_texts)
     kl, se = est.kl_bpb(mean_bytes)
     se_total = est.se_total * (kl / np.where(est.var > 0, est.var, 1.0)) if est.var.size else est.se_total
     order = np.argsort(kl, kind="stable")[:k]
@@ -164,12 +205,19 @@ def judge(
 
 
 def place(
-    ds, text_ids: np.ndarray, loglik: np.ndarray, k: int = 10, name: str = "MODEL", meta: dict | None = None
+    ds,
+    text_ids: np.ndarray,
+    loglik: np.ndarray,
+    k: int = 10,
+    name: str = "MODEL",
+    meta: dict | None = None,
+    choice: AdaptiveChoice | None = None,
 ) -> Placement:
     """Place a model with log-likelihoods ``loglik`` (nats) on the texts ``text_ids`` of the
     dataset's text set among the entries of ``ds`` (a view: ``--where`` selects the candidates).
     ``meta``: the model's metadata when known (model_id, model_type, base_model, ...), so that
-    no relation label contradicts it."""
+    no relation label contradicts it. ``choice``: the two-stage adaptive choice the texts come
+    from (``text_ids`` is then ``choice.text_ids``, repeats allowed), for its weighted estimator."""
     if k < 1:
         raise BadValueError("k", k, "must be at least 1")
     n = ds.metadata.n_texts
@@ -178,7 +226,10 @@ def place(
     if ids.shape != values.shape or ids.ndim != 1:
         raise LlklError(f"{ids.size} text ids for {values.size} log-likelihoods")
     check_text_count(int(ids.size), n)
-    if ids.min() < 0 or ids.max() >= n or np.unique(ids).size != ids.size:
+    if choice is not None and not np.array_equal(ids, choice.text_ids):
+        raise LlklError("the text ids are not those of the adaptive choice")
+    repeats = choice is None and np.unique(ids).size != ids.size
+    if ids.min() < 0 or ids.max() >= n or repeats:
         raise LlklError(f"text ids must be distinct and lie in 0..{n - 1}")
     if not np.isfinite(values).all():
         raise LlklError("the vector has non-finite log-likelihoods (NaN or inf)")
@@ -191,7 +242,10 @@ def place(
     query = np.maximum(values, threshold)
     rows = store.clipped[ds._rows][:, ids]
     mean_bytes = ds.metadata.mean_text_bytes
-    order, kl, se, se_total = rank(rows, query, n, mean_bytes, k)
+    if choice is None:
+        order, kl, se, se_total = rank(rows, query, n, mean_bytes, k)
+    else:
+        order, kl, se, se_total = rank(rows, query, n, mean_bytes, k, choice.weights, choice.k1)
     positions = ds._rows[order]
     shown = store.entries[positions].select("entry_id", "model_type", "n_params")
     calibration = store.calibration
@@ -216,4 +270,9 @@ def place(
     notes = []
     if calibration.source != "dataset":
         notes.append(calibration.describe())
+    if choice is not None:
+        notes.append(
+            f"adaptive choice: {choice.k1} uniform texts, then {ids.size - choice.k1} drawn where the nearest "
+            "entries disagree (importance-weighted, unbiased)"
+        )
     return Placement(name, int(ids.size), n, table, verdict, calibration.describe(), notes)
