@@ -99,7 +99,7 @@ button { font-size: 12px; }
 <div id="main">
 <div id="top"><h1>__TITLE__</h1><span id="note">__NOTE__</span>
 <label>colour by <select id="colorby"></select></label>
-<button id="zin" title="zoom in">+</button><button id="zout" title="zoom out">&minus;</button><button id="zreset">reset view</button>
+<button id="zin" title="zoom in">+</button><button id="zout" title="zoom out">&minus;</button><button id="zreset" title="show every point">fit all</button><button id="zbulk" title="the 2nd to 98th percentile of the points">fit bulk</button>
 </div>
 <div id="plot"><canvas id="canvas"></canvas><div id="tip"></div></div>
 </div>
@@ -169,11 +169,23 @@ _SCRIPT = r"""
   }
 
   // --- view -----------------------------------------------------------------------------------
-  function fit() {
-    const pad = 20, sw = Math.max(maxX - minX, 1e-9), sh = Math.max(maxY - minY, 1e-9);
+  function fitBox(x0, x1, y0, y1) {
+    const pad = 20, sw = Math.max(x1 - x0, 1e-9), sh = Math.max(y1 - y0, 1e-9);
     s = Math.min((W - 2 * pad) / sw, (H - 2 * pad) / sh);
-    tx = (W - (maxX - minX) * s) / 2 - minX * s;
-    ty = H - ((H - (maxY - minY) * s) / 2 - minY * s);
+    tx = (W - (x1 - x0) * s) / 2 - x0 * s;
+    ty = H - ((H - (y1 - y0) * s) / 2 - y0 * s);
+  }
+  function fit() { fitBox(minX, maxX, minY, maxY); }
+  // A few far points (logit-lens layers, say) would squeeze the rest into a corner: the first
+  // view fits the 2nd to 98th percentile of each axis, and "fit all" shows everything.
+  function quantile(values, q) { const v = Array.from(values).sort((a, b) => a - b); return v[Math.min(v.length - 1, Math.max(0, Math.round(q * (v.length - 1))))]; }
+  function fitBulk() {
+    if (n < 20) { fit(); return; }
+    let x0 = quantile(X, 0.02), x1 = quantile(X, 0.98), y0 = quantile(Y, 0.02), y1 = quantile(Y, 0.98);
+    const mx = 0.1 * (x1 - x0), my = 0.1 * (y1 - y0);
+    x0 -= mx; x1 += mx; y0 -= my; y1 += my;
+    if ((x1 - x0) * (y1 - y0) > 0.25 * (maxX - minX) * (maxY - minY)) { fit(); return; }
+    fitBox(x0, x1, y0, y1);
   }
   function resize() {
     const dpr = window.devicePixelRatio || 1;
@@ -182,7 +194,7 @@ _SCRIPT = r"""
     canvas.width = Math.round(W * dpr); canvas.height = Math.round(H * dpr);
     canvas.style.width = W + 'px'; canvas.style.height = H + 'px';
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    if (first) fit();
+    if (first) fitBulk();
     draw();
   }
   const sx = i => tx + X[i] * s, sy = i => ty - Y[i] * s;
@@ -360,6 +372,7 @@ _SCRIPT = r"""
   document.getElementById('zin').addEventListener('click', () => zoomAt(W / 2, H / 2, 1.5));
   document.getElementById('zout').addEventListener('click', () => zoomAt(W / 2, H / 2, 1 / 1.5));
   document.getElementById('zreset').addEventListener('click', () => { fit(); draw(); });
+  document.getElementById('zbulk').addEventListener('click', () => { fitBulk(); draw(); });
   window.addEventListener('resize', resize);
 
   buildLegend();

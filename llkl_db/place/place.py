@@ -236,7 +236,7 @@ def place(
     if (values > MAX_LOGLIK).any():
         raise LlklError("the vector has positive log-likelihoods; a log-likelihood is at most 0")
     if len(ds) == 0:
-        raise LlklError("no entries to compare with (check --where)")
+        raise LlklError("no entries to compare with (the filter keeps none)")
     store = ds._store
     threshold = ds.clip_thresholds["outputs"]
     query = np.maximum(values, threshold)

@@ -72,7 +72,9 @@ def find_vector_file(path: str | os.PathLike) -> Path:
         return path
     found = sorted((path / PARTIAL_DIR).glob("*.parquet")) if (path / PARTIAL_DIR).is_dir() else []
     if not found:
-        found = sorted(p for p in path.rglob("*.parquet") if "texts" not in p.parts)
+        from llkl_db.io.folder import DatasetFolder
+
+        found = DatasetFolder(path).vector_files()
     if len(found) != 1:
         what = "no vector file" if not found else f"{len(found)} vector files"
         raise LlklError(f"{path}: {what} found; give the file itself")
