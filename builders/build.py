@@ -52,6 +52,31 @@ def library_versions() -> str:
     return " ".join(found)
 
 
+def entry_provenance(job: Job, loaded, texts: TextSet, bos_policy: str, contributor: str | None = None) -> dict:
+    """The metadata every entry of ``job`` records: what was loaded, on which texts, how scored."""
+    return {
+        "model_id": job.model_id,
+        "revision": job.revision,
+        "step": job.training_step,
+        "n_layers": loaded.n_layers,
+        "variant": job.variant,
+        "seed": job.seed,
+        "base_model": job.base_model or loaded.base_model,
+        "model_type": job.model_type or loaded.model_type,
+        "n_params": loaded.n_params,
+        "text_set": texts.name,
+        "text_set_sha256": texts.sha256,
+        "bos_policy": bos_policy,
+        "tokenizer": loaded.tokenizer_name,
+        "model_sha": loaded.model_sha,
+        "library_versions": library_versions(),
+        "device": loaded.device,
+        "dtype": loaded.dtype,
+        "created_at": datetime.now(UTC),
+        "contributor": contributor or os.environ.get("LLKL_DB_CONTRIBUTOR"),
+    }
+
+
 def resolve_source(job: Job) -> str:
     """What load_model gets: 'offline:NAME' becomes the packaged model's converted folder."""
     source = job.source or job.model_id
@@ -89,26 +114,8 @@ def run_job(job: Job, texts: TextSet, out: Path, options: BuildOptions) -> list[
         bos_policy=options.bos_policy,
     )
     common = {
-        "model_id": job.model_id,
-        "revision": job.revision,
-        "step": job.training_step,
-        "n_layers": n_layers,
-        "variant": job.variant,
-        "seed": job.seed,
-        "base_model": job.base_model or loaded.base_model,
-        "model_type": job.model_type or loaded.model_type,
-        "n_params": loaded.n_params,
-        "text_set": texts.name,
-        "text_set_sha256": texts.sha256,
+        **entry_provenance(job, loaded, texts, result.bos_policy, options.contributor),
         "n_tokens": result.n_tokens,
-        "bos_policy": result.bos_policy,
-        "tokenizer": loaded.tokenizer_name,
-        "model_sha": loaded.model_sha,
-        "library_versions": library_versions(),
-        "device": loaded.device,
-        "dtype": loaded.dtype,
-        "created_at": datetime.now(UTC),
-        "contributor": options.contributor or os.environ.get("LLKL_DB_CONTRIBUTOR"),
     }
     folder = DatasetFolder(out)
     written = []

@@ -9,15 +9,13 @@ from it, and ``place --vector`` reads it later.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from llkl_db.builders.build import library_versions, resolve_source
+from llkl_db.builders.build import entry_provenance, resolve_source
 from llkl_db.builders.plan import single_model_plan
 from llkl_db.errors import LlklError
 from llkl_db.io.vectors import entry_id
@@ -106,27 +104,7 @@ def score_for_place(
             f"{spec.model} conditions the first token on {policy.upper()} (bos_policy {policy}), the dataset's "
             f"entries use {', '.join(sorted(bos_policies))}: their KL would measure the policy, not the models"
         )
-    meta = {
-        "entry_id": eid,
-        "model_id": job.model_id,
-        "revision": job.revision,
-        "step": job.training_step,
-        "n_layers": loaded.n_layers,
-        "variant": job.variant,
-        "base_model": loaded.base_model,
-        "model_type": loaded.model_type,
-        "n_params": loaded.n_params,
-        "text_set": texts.name,
-        "text_set_sha256": texts.sha256,
-        "bos_policy": policy,
-        "tokenizer": loaded.tokenizer_name,
-        "model_sha": loaded.model_sha,
-        "library_versions": library_versions(),
-        "device": loaded.device,
-        "dtype": loaded.dtype,
-        "created_at": datetime.now(UTC),
-        "contributor": os.environ.get("LLKL_DB_CONTRIBUTOR"),
-    }
+    meta = {"entry_id": eid, **entry_provenance(job, loaded, texts, policy)}
     token_counts = [
         len(x) for x in loaded.tokenizer([texts.texts[i] for i in todo], add_special_tokens=False)["input_ids"]
     ]
