@@ -212,6 +212,37 @@ def test_setting_names_helpers():
     assert variant_setting("float16") == "float16 cast"
 
 
+def test_the_embedded_plan_pairs_the_two_qwen_sizes_as_one_family():
+    """The embedded plan's Qwen2.5-Coder 0.5B and 1.5B are 'model sizes within a family'; no other
+    pair of its real models is (their metadata as the build writes it, no model loaded)."""
+    from llkl_db.analysis.settings import ANY, SAME_TYPE, SIZES, model_pairs
+    from llkl_db.builders.plan import load_plan
+
+    jobs = [j for j in load_plan("embedded").jobs if j.source and j.source.startswith("offline:") and not j.variant]
+    ids = [j.model_id for j in jobs]
+    assert family_of("Qwen/Qwen2.5-Coder-0.5B-Instruct") == family_of("Qwen/Qwen2.5-Coder-1.5B-Instruct")
+    params = {"Qwen/Qwen2.5-Coder-0.5B-Instruct": 630_167_424, "Qwen/Qwen2.5-Coder-1.5B-Instruct": 1_777_088_000}
+    entries = pl.DataFrame(
+        {
+            "model_id": ids,
+            "revision": [j.revision for j in jobs],
+            "step": [None] * len(jobs),
+            "layer": [None] * len(jobs),
+            "variant": [None] * len(jobs),
+            "model_type": [j.model_type for j in jobs],
+            "n_params": [params.get(m, 100 + i) for i, m in enumerate(ids)],
+            "base_model": [j.base_model for j in jobs],
+        },
+        schema_overrides={"step": pl.Int64, "layer": pl.Int32, "variant": pl.String},
+    )
+    pairs = model_pairs(entries)
+    named = {k: {frozenset((ids[a], ids[b])) for a, b in zip(v.a, v.b, strict=True)} for k, v in pairs.items()}
+    qwen = frozenset(params)
+    assert named[SIZES] == {qwen}
+    assert qwen in named[SIZES] and qwen not in named[ANY] and qwen not in named[SAME_TYPE]
+    assert len(named[ANY]) == len(ids) * (len(ids) - 1) // 2 - 1  # every other pair: different families
+
+
 def test_every_registry_variant_is_a_setting_of_the_scale_table():
     from llkl_db.analysis.settings import variant_pairs
     from llkl_db.scale import REFERENCE_MEDIANS

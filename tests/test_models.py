@@ -486,7 +486,12 @@ def test_snapshot_sha_needs_a_snapshots_folder(tmp_path):
 def test_unknown_offline_model():
     with pytest.raises(LlklError, match="unknown offline model"):
         offline_model("gpt-5")
-    assert set(OFFLINE_MODELS) == {"smollm2-135m-instruct", "gemma3-270m"}
+    assert set(OFFLINE_MODELS) == {
+        "smollm2-135m-instruct",
+        "gemma3-270m",
+        "qwen2.5-coder-0.5b-instruct",
+        "qwen2.5-coder-1.5b-instruct",
+    }
 
 
 def test_real_smollm2_from_its_package():

