@@ -1,0 +1,110 @@
+"""Read a few rows of vector files by fetching only their Parquet row groups.
+
+A :class:`RowGroupReader` opens each file once (its footer), maps rows to row groups, and reads
+``loglik`` and ``entry_id`` of the groups that hold the requested rows, from a local path or any
+file object (fsspec: HTTP, the Hub). ``bytes_read`` counts what came through the file objects.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+
+from llkl_db.errors import LlklError
+
+
+class CountingFile(io.RawIOBase):
+    """A read-only file object that counts the bytes read through it."""
+
+    def __init__(self, raw, counter: list[int]) -> None:
+        self._raw = raw
+        self._counter = counter
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._counter[0] += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def local_opener(root: str) -> Callable[[str], object]:
+    return lambda rel: open(f"{root}/{rel}", "rb")  # noqa: SIM115
+
+
+class RowGroupReader:
+    """Rows of the vector files named by relative path, through ``opener(relpath)``."""
+
+    def __init__(self, opener: Callable[[str], object], n_texts: int, where: str = "") -> None:
+        self._opener = opener
+        self._n = n_texts
+        self._where = where
+        self._files: dict[str, tuple] = {}
+        self._counter = [0]
+
+    @property
+    def bytes_read(self) -> int:
+        return self._counter[0]
+
+    def _file(self, rel: str):
+        if rel not in self._files:
+            import pyarrow.parquet as pq
+
+            try:
+                handle = CountingFile(self._opener(rel), self._counter)
+                pf = pq.ParquetFile(handle)
+            except Exception as exc:
+                raise LlklError(f"{self._where}{rel}: cannot read the vector file ({_short(exc)})") from None
+            sizes = np.array([pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)])
+            starts = np.concatenate([[0], np.cumsum(sizes)])
+            self._files[rel] = (pf, starts)
+        return self._files[rel]
+
+    def read(self, rel: str, rows: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """(rows returned, their entry ids, their float32 loglik) for every row of the row groups
+        that hold ``rows``, in file order."""
+        pf, starts = self._file(rel)
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= starts[-1]):
+            raise LlklError(f"{self._where}{rel}: row {int(rows.max())} is past the file's {int(starts[-1])} rows")
+        groups = np.unique(np.searchsorted(starts, rows, side="right") - 1)
+        try:
+            table = pf.read_row_groups(groups.tolist(), columns=["entry_id", "loglik"])
+        except Exception as exc:
+            raise LlklError(f"{self._where}{rel}: reading row groups failed ({_short(exc)})") from None
+        out_rows = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
+        loglik = table.column("loglik").combine_chunks()
+        values = loglik.values.to_numpy(zero_copy_only=False).reshape(len(loglik), self._n)
+        if values.dtype != np.float32 or not values.flags.writeable:
+            values = values.astype(np.float32)  # a writable copy: callers clip in place
+        return out_rows, table.column("entry_id").to_pylist(), values
+
+    def close(self) -> None:
+        for pf, _ in self._files.values():
+            pf.close()
+        self._files.clear()
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
