@@ -169,7 +169,7 @@ def search(
     fetch: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     query_clipped: np.ndarray,
     k: int,
-    first_batch: int = 256,
+    first_batch: int = 64,
 ) -> SearchResult:
     """Exact k nearest rows to ``query_clipped`` among ``allowed`` (boolean mask).
 
