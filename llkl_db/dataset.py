@@ -330,6 +330,7 @@ class Dataset:
 
         store = self._store
         index = store.index
+        read_before = store.reader.bytes_read
         query_row = store.rows([position])[0]
         bounds = mindex.lower_bounds(index.coords, index.residuals, index.norms, position, store.tau)
         res = mindex.search(bounds, mask, store.fetch_rows, query_row, k)
@@ -337,7 +338,7 @@ class Dataset:
             "method": "index",
             "n_reranked": res.n_reranked,
             "smallest_bound_not_reranked_kl_nats": res.next_bound / 2.0,
-            "bytes_read": store.reader.bytes_read,
+            "bytes_read": store.reader.bytes_read - read_before,
         }
         return res.positions, res.var, res.se_var, search
 

@@ -169,7 +169,7 @@ def search(
     fetch: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     query_clipped: np.ndarray,
     k: int,
-    first_batch: int = 64,
+    first_batch: int = 16,
 ) -> SearchResult:
     """Exact k nearest rows to ``query_clipped`` among ``allowed`` (boolean mask).
 
@@ -190,7 +190,7 @@ def search(
     best_se = empty
     order = np.argsort(lb, kind="stable")[:n_allowed]
     cursor = 0
-    batch = max(first_batch, 2 * k)
+    batch = max(first_batch, k)
     n_reranked = 0
     while True:
         while cursor < order.size and done[order[cursor]]:
