@@ -126,9 +126,10 @@ class DatasetFolder:
 
     def index_path(self, name: str) -> Path:
         """``index/index.json``, ``index/entries.parquet`` or ``index/basis.parquet``."""
-        if name not in INDEX_FILES:
+        paths = {Path(f["path"]).name: f["path"] for f in spec()["index"]["files"].values()}
+        if name not in paths:
             raise ValueError(f"not an index file: {name!r}")
-        return self.index_dir / name
+        return self.root / paths[name]
 
     def has_index(self) -> bool:
         return self.index_path("index.json").is_file()
