@@ -139,7 +139,7 @@ def _sample_positions(reader: RowGroupReader, layout, sample: int, seed: int) ->
     units = []  # (first position, count) per row group
     base = 0
     for rel, count in layout.group_by("file", maintain_order=True).len().iter_rows():
-        _, starts = reader._file(rel)
+        starts = reader._file(rel)[1]
         for a, z in zip(starts[:-1], starts[1:], strict=True):
             units.append((base + int(a), int(z - a)))
         base += int(count)
@@ -211,3 +211,64 @@ def plan_for_merge(
     order = mindex.kd_order(coords)
     rank = pl.DataFrame({"entry_id": entries["entry_id"][order], "_rank": np.arange(order.size)})
     return basis, rank, kept
+
+
+def reorder_by_index(folder: DatasetFolder, cache_groups: int = 96) -> IndexInfo:
+    """Rewrite each vector file of ``folder`` in the kd order of its entries' index coordinates
+    (near entries share row groups, as merge writes them), streaming: memory holds an LRU cache
+    of decoded row groups and one output block, never a whole file. Each file is replaced
+    atomically; the index is rewritten for the new rows (same basis and coordinates)."""
+    from collections import OrderedDict
+
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    index = folder.read_index()
+    info = index.info
+    new_entries, new_coords, new_res = [], [], []
+    for fi, rel in enumerate(index.files):
+        positions = np.flatnonzero(index.file_of == fi)
+        positions = positions[np.argsort(index.row_of[positions])]
+        order = positions[mindex.kd_order(index.coords[positions])]
+        path = folder.root / rel
+        pf = pq.ParquetFile(path)
+        sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        cache: OrderedDict[int, pa.Table] = OrderedDict()
+
+        def group(g: int, pf=pf, cache=cache) -> pa.Table:
+            if g in cache:
+                cache.move_to_end(g)
+                return cache[g]
+            table = pf.read_row_group(g)
+            cache[g] = table
+            if len(cache) > cache_groups:
+                cache.popitem(last=False)
+            return table
+
+        with folder.vector_writer(path) as write:
+            for start in range(0, order.size, BLOCK_ROWS):
+                rows = index.row_of[order[start : start + BLOCK_ROWS]]
+                gs = np.searchsorted(starts, rows, side="right") - 1
+                parts = [group(int(g)).slice(int(r - starts[g]), 1) for r, g in zip(rows, gs, strict=True)]
+                block = pa.concat_tables(parts).combine_chunks()
+                expected = index.entries["entry_id"][order[start : start + BLOCK_ROWS]].to_list()
+                if block["entry_id"].to_pylist() != expected:
+                    raise LlklError(f"{path}: rows changed while reordering")
+                write(block)
+        pf.close()
+        new_entries.append(
+            index.entries[order].with_columns(pl.lit(rel).alias("file"), pl.Series("row", np.arange(order.size)))
+        )
+        new_coords.append(index.coords[order])
+        new_res.append(index.residuals[order])
+    entries = pl.concat(new_entries)
+    vector_files = {
+        rel: [int(rows), (folder.root / rel).stat().st_size] for rel, (rows, _) in info.vector_files.items()
+    }
+    from dataclasses import replace
+
+    info = replace(info, entry_ids_sha256=entry_ids_digest(entries["entry_id"].to_list()), vector_files=vector_files)
+    write_index(folder, info, entries, np.concatenate(new_coords), np.concatenate(new_res), index.mu, index.basis)
+    return info

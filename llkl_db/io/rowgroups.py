@@ -14,6 +14,8 @@ import numpy as np
 
 from llkl_db.errors import LlklError
 
+READ_COLUMNS = ("entry_id", "loglik")
+
 
 class CountingFile(io.RawIOBase):
     """A read-only file object that counts the bytes read through it."""
@@ -50,7 +52,9 @@ class CountingFile(io.RawIOBase):
 
 
 def local_opener(root: str) -> Callable[[str], object]:
-    return lambda rel: open(f"{root}/{rel}", "rb")  # noqa: SIM115
+    """Local files are opened by path: pyarrow reads them natively (faster than a Python file),
+    and the bytes read are counted from the footer (column chunk sizes)."""
+    return lambda rel: f"{root}/{rel}"
 
 
 class RowGroupReader:
@@ -72,27 +76,35 @@ class RowGroupReader:
             import pyarrow.parquet as pq
 
             try:
-                handle = CountingFile(self._opener(rel), self._counter)
-                pf = pq.ParquetFile(handle)
+                source = self._opener(rel)
+                native = isinstance(source, str)
+                pf = pq.ParquetFile(source if native else CountingFile(source, self._counter))
             except Exception as exc:
                 raise LlklError(f"{self._where}{rel}: cannot read the vector file ({_short(exc)})") from None
+            if native:
+                self._counter[0] += pf.metadata.serialized_size
             sizes = np.array([pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)])
             starts = np.concatenate([[0], np.cumsum(sizes)])
-            self._files[rel] = (pf, starts)
+            self._files[rel] = (pf, starts, native)
         return self._files[rel]
 
     def read(self, rel: str, rows: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
         """(rows returned, their entry ids, their float32 loglik) for every row of the row groups
         that hold ``rows``, in file order."""
-        pf, starts = self._file(rel)
+        pf, starts, native = self._file(rel)
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= starts[-1]):
             raise LlklError(f"{self._where}{rel}: row {int(rows.max())} is past the file's {int(starts[-1])} rows")
         groups = np.unique(np.searchsorted(starts, rows, side="right") - 1)
         try:
-            table = pf.read_row_groups(groups.tolist(), columns=["entry_id", "loglik"])
+            table = pf.read_row_groups(groups.tolist(), columns=list(READ_COLUMNS))
         except Exception as exc:
             raise LlklError(f"{self._where}{rel}: reading row groups failed ({_short(exc)})") from None
+        if native:
+            md = pf.metadata
+            first = md.row_group(0)
+            cols = [c for c in range(md.num_columns) if first.column(c).path_in_schema.split(".")[0] in READ_COLUMNS]
+            self._counter[0] += sum(md.row_group(int(g)).column(c).total_compressed_size for g in groups for c in cols)
         out_rows = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
         loglik = table.column("loglik").combine_chunks()
         values = loglik.values.to_numpy(zero_copy_only=False).reshape(len(loglik), self._n)
@@ -101,7 +113,7 @@ class RowGroupReader:
         return out_rows, table.column("entry_id").to_pylist(), values
 
     def close(self) -> None:
-        for pf, _ in self._files.values():
+        for pf, *_ in self._files.values():
             pf.close()
         self._files.clear()
 

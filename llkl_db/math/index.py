@@ -170,12 +170,14 @@ def search(
     query_clipped: np.ndarray,
     k: int,
     first_batch: int = 16,
+    prefix: int = 4096,
 ) -> SearchResult:
     """Exact k nearest rows to ``query_clipped`` among ``allowed`` (boolean mask).
 
     ``bounds_sq`` are lower bounds on squared row-centred distances; ``fetch(positions)`` returns
     (positions, clipped rows) for at least the requested positions (it may return more: the
-    rest of their row groups, which are re-ranked for free). Memory: one batch of rows."""
+    rest of their row groups, which are re-ranked for free). Memory: one batch of rows. Only the
+    ``prefix`` smallest bounds are sorted at first (more when the search goes past them)."""
     n = query_clipped.shape[-1]
     lb = np.where(allowed, bounds_sq / n, np.inf)
     n_allowed = int(np.count_nonzero(allowed))
@@ -188,19 +190,25 @@ def search(
     best_pos = np.empty(0, dtype=np.int64)
     best_var = empty
     best_se = empty
-    order = np.argsort(lb, kind="stable")[:n_allowed]
+    order = _ordered_prefix(lb, min(n_allowed, prefix), n_allowed)
     cursor = 0
     batch = max(first_batch, k)
     n_reranked = 0
     while True:
-        while cursor < order.size and done[order[cursor]]:
-            cursor += 1
+        while True:
+            while cursor < order.size and done[order[cursor]]:
+                cursor += 1
+            if cursor < order.size or order.size >= n_allowed:
+                break
+            order = _ordered_prefix(lb, min(n_allowed, 2 * order.size), n_allowed)
         if cursor >= order.size:
             next_lb = float("inf")
             break
         next_lb = float(lb[order[cursor]])
         if best_var.size >= k and best_var[k - 1] < next_lb:
             break
+        if cursor + batch > order.size and order.size < n_allowed:
+            order = _ordered_prefix(lb, min(n_allowed, max(2 * order.size, cursor + batch)), n_allowed)
         want = order[cursor : cursor + batch]
         want = want[~done[want]]
         positions, rows = fetch(want)
@@ -221,6 +229,17 @@ def search(
             raise ValueError(f"fetch did not return rows {missing[:5].tolist()}")
         batch *= 2
     return SearchResult(best_pos, best_var, best_se, n_reranked, next_lb)
+
+
+def _ordered_prefix(lb: np.ndarray, m: int, n_allowed: int) -> np.ndarray:
+    """The positions of the m smallest values of ``lb`` in increasing order (ties by position);
+    a partition first, so a query rarely sorts all K bounds."""
+    if m >= n_allowed:
+        return np.lexsort((np.arange(lb.size), lb))[:n_allowed]
+    part = np.argpartition(lb, m - 1)[:m]
+    cut = lb[part].max()
+    part = np.flatnonzero(lb <= cut)  # keep every tie at the cut, so the prefix is exact
+    return part[np.lexsort((part, lb[part]))]
 
 
 def brute_force(clipped: np.ndarray, query_clipped: np.ndarray, k: int, allowed: np.ndarray) -> np.ndarray:
