@@ -5,7 +5,8 @@ system for an http(s):// base URL).
 ``hf://datasets/ORG/NAME[@REV]``: the revision is resolved to a commit first; llkl-db.json and
 index/* go to the Hub cache (``hf_hub_download``, pinned to that commit); whole-matrix work then
 downloads the snapshot of the same commit (as without an index). A Hub dataset without an index
-is downloaded whole, as before. ``http(s)://BASE``: the small files go to a fresh temporary
+is downloaded whole, as before, and so is any Hub dataset when the Hub cannot be asked for the
+commit (offline: the cached snapshot). ``http(s)://BASE``: the small files go to a fresh temporary
 folder (removed at exit), nothing is cached; whole-matrix work is refused.
 """
 
@@ -104,6 +105,7 @@ def _open_http(base: str):
 
 
 def _open_hub(repo_id: str, revision: str | None):
+    import huggingface_hub
     from huggingface_hub import HfApi, HfFileSystem, hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -116,8 +118,18 @@ def _open_hub(repo_id: str, revision: str | None):
     from .hub import download_dataset
 
     where = f"hf://datasets/{repo_id}"
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        return download_dataset(repo_id, revision)  # the cached snapshot, as without an index
     try:
         commit = HfApi().dataset_info(repo_id, revision=revision).sha
+    except (RevisionNotFoundError, RepositoryNotFoundError):
+        commit = None  # reported below, as a snapshot download reports them
+    except Exception:
+        # The Hub cannot be asked (offline, no network): a cached snapshot, as without an index.
+        return download_dataset(repo_id, revision)
+    try:
+        if commit is None:
+            return download_dataset(repo_id, revision)
         paths = {}
         for rel in SMALL_FILES:
             try:
