@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -184,15 +183,15 @@ def spectrum(k: int = 2000, n: int = 160) -> dict:
 
 
 def child_rss_run(cmd: list[str], env=None) -> tuple[float, float, str]:
-    """Wall time, peak RSS (MB) of a fresh child, and its stdout."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wall time, peak RSS (MB) of a fresh child (GNU time -v: getrusage of the children would
+    count the pages a fork shares with this big process), and its stdout."""
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env, check=False)
     wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if done.returncode:
         raise SystemExit(f"{cmd}: {done.stderr[-2000:]}")
-    return wall, max(peak, before) / 1024, done.stdout
+    peak = [line for line in done.stderr.splitlines() if "Maximum resident set size" in line]
+    return wall, int(peak[-1].split(":")[-1]) / 1024, done.stdout
 
 
 def drop_cache(path: Path) -> bool:

@@ -24,6 +24,7 @@ import numpy as np
 from llkl_db.errors import LlklError
 
 from .atomic import atomic_path, write_text_atomic
+from .rowgroups import primitive_numpy
 from .vectors import FILE_COLUMN, METADATA_COLUMNS
 
 if TYPE_CHECKING:
@@ -183,17 +184,24 @@ def read_index(folder: DatasetFolder, check_files: bool = True) -> Index:
         raise LlklError(
             f"{epath}: coordinates of dimension {coords.type.list_size}, index.json says {info.d}; {BUILD_HINT}"
         )
-    coords = coords.values.to_numpy(zero_copy_only=False).reshape(table.num_rows, info.d)
-    residuals = table.column("residual").to_numpy()
+    try:
+        coords = primitive_numpy(coords, np.float32).reshape(table.num_rows, info.d)
+        residuals = primitive_numpy(table.column("residual"), np.float64)
+    except ValueError as exc:
+        raise LlklError(f"{epath}: bad coordinates or residuals ({exc}); {BUILD_HINT}") from None
     vectors = basis_table.column("vector").combine_chunks()
     bpath = folder.index_path("basis.parquet")
     if vectors.type.list_size != info.n_texts or len(vectors) != info.d + 1:
         raise LlklError(f"{bpath}: expected {info.d + 1} vectors of {info.n_texts}; {BUILD_HINT}")
-    vectors = vectors.values.to_numpy(zero_copy_only=False).reshape(info.d + 1, info.n_texts)
+    try:
+        vectors = primitive_numpy(vectors, np.float32).reshape(info.d + 1, info.n_texts)
+    except ValueError as exc:
+        raise LlklError(f"{bpath}: bad basis vectors ({exc}); {BUILD_HINT}") from None
     entries = pl.from_arrow(table.drop_columns(["coords", "residual"]))
     if entry_ids_digest(entries["entry_id"].to_list()) != info.entry_ids_sha256:
         raise LlklError(f"{epath}: entry ids do not match the digest in index.json (another entry list); {BUILD_HINT}")
-    files, file_of = np.unique(entries["file"].to_numpy(), return_inverse=True)
+    files = entries["file"].unique().sort().to_list()
+    file_of = (entries["file"].rank("dense") - 1).to_numpy()
     row_of = entries["row"].to_numpy().astype(np.int64)
     root = str(folder.root)
     entries = entries.with_columns((pl.lit(root + "/") + pl.col("file")).alias(FILE_COLUMN)).select(

@@ -51,6 +51,24 @@ class CountingFile(io.RawIOBase):
         super().close()
 
 
+def primitive_numpy(array, dtype) -> np.ndarray:
+    """A read-only numpy view of a primitive Arrow array without nulls, or of the values of a
+    fixed-size list array (flattened). Straight from the buffers: pyarrow's ``to_numpy`` imports
+    pandas (0.3 s of a cold query)."""
+    import pyarrow as pa
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if isinstance(array.type, pa.FixedSizeListType):
+        array = array.flatten()
+    if array.null_count:
+        raise ValueError("null values")
+    dtype = np.dtype(dtype)
+    if array.type.bit_width != dtype.itemsize * 8:
+        raise ValueError(f"{array.type} is not {dtype}")
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
+
+
 def local_opener(root: str) -> Callable[[str], object]:
     """Local files are opened by path: pyarrow reads them natively (faster than a Python file),
     and the bytes read are counted from the footer (column chunk sizes)."""
@@ -107,9 +125,10 @@ class RowGroupReader:
             self._counter[0] += sum(md.row_group(int(g)).column(c).total_compressed_size for g in groups for c in cols)
         out_rows = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
         loglik = table.column("loglik").combine_chunks()
-        values = loglik.values.to_numpy(zero_copy_only=False).reshape(len(loglik), self._n)
-        if values.dtype != np.float32 or not values.flags.writeable:
-            values = values.astype(np.float32)  # a writable copy: callers clip in place
+        try:
+            values = primitive_numpy(loglik, np.float32).reshape(len(loglik), self._n).copy()  # callers clip in place
+        except ValueError as exc:
+            raise LlklError(f"{self._where}{rel}: loglik is not a list of {self._n} float32 ({exc})") from None
         return out_rows, table.column("entry_id").to_pylist(), values
 
     def close(self) -> None:
