@@ -19,7 +19,7 @@ import polars as pl
 
 from llkl_db import math as llmath
 from llkl_db.errors import BadValueError, LlklError
-from llkl_db.io.folder import DatasetFolder, open_folder
+from llkl_db.io.folder import ROWS_PER_GROUP, DatasetFolder, open_folder
 from llkl_db.io.metadata import DatasetMetadata
 from llkl_db.io.source import resolve_source
 from llkl_db.io.vectors import FILE_COLUMN
@@ -48,6 +48,7 @@ def open(source: str | os.PathLike | None = None, revision: str | None = None) -
 
 INDEX_NOTE = "this dataset has no search index: `llkl-db index DIR` builds one (nearest then reads candidates only)"
 NOTE_ABOVE_BYTES = 256 << 20  # say how to build an index when the matrix is bigger than this
+BATCH_BYTES = 128 << 20  # candidates' row groups fetched at once by an indexed nearest
 
 
 class _Store:
@@ -333,7 +334,9 @@ class Dataset:
         read_before = store.reader.bytes_read
         query_row = store.rows([position])[0]
         bounds = mindex.lower_bounds(index.coords, index.residuals, index.norms, position, store.tau)
-        res = mindex.search(bounds, mask, store.fetch_rows, query_row, k)
+        # Memory: at most BATCH_BYTES of candidates' row groups (float32) per batch, plus k rows.
+        groups_per_batch = max(1, BATCH_BYTES // (ROWS_PER_GROUP * 4 * self.metadata.n_texts))
+        res = mindex.search(bounds, mask, store.fetch_rows, query_row, k, max_batch=groups_per_batch)
         search = {
             "method": "index",
             "n_reranked": res.n_reranked,

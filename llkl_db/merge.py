@@ -15,7 +15,7 @@ from llkl_db import math as llmath
 from llkl_db.card import render_card
 from llkl_db.errors import LlklError
 from llkl_db.indexing import build_index, plan_for_merge
-from llkl_db.io.folder import ROWS_PER_GROUP, DatasetFolder, replacing
+from llkl_db.io.folder import ROWS_PER_GROUP, DatasetFolder, replacing, vector_write_options
 from llkl_db.io.metadata import DatasetMetadata, check_dataset_version
 from llkl_db.io.tables import merge_tables
 from llkl_db.io.vectors import read_loglik, scan_entries
@@ -121,7 +121,7 @@ def _write_compacted(sources: list[DatasetFolder], staging: DatasetFolder, rank)
         table = table.take(np.argsort(ranks.to_numpy(), kind="stable")).replace_schema_metadata(schema.metadata)
         path = staging.vector_path(kind, "data")
         path.parent.mkdir(parents=True)
-        pq.write_table(table, path, compression="zstd", row_group_size=ROWS_PER_GROUP)
+        pq.write_table(table, path, row_group_size=ROWS_PER_GROUP, **vector_write_options(schema))
 
 
 def _clip_thresholds(entries, n_texts: int, existing: DatasetMetadata | None) -> dict[int, float]:

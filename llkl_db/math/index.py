@@ -171,13 +171,15 @@ def search(
     k: int,
     first_batch: int = 16,
     prefix: int = 4096,
+    max_batch: int = 1 << 20,
 ) -> SearchResult:
     """Exact k nearest rows to ``query_clipped`` among ``allowed`` (boolean mask).
 
     ``bounds_sq`` are lower bounds on squared row-centred distances; ``fetch(positions)`` returns
     (positions, clipped rows) for at least the requested positions (it may return more: the
     rest of their row groups, which are re-ranked for free). Memory: one batch of rows. Only the
-    ``prefix`` smallest bounds are sorted at first (more when the search goes past them)."""
+    ``prefix`` smallest bounds are sorted at first (more when the search goes past them). Batches
+    double from ``first_batch`` up to ``max_batch`` candidates (at least k)."""
     n = query_clipped.shape[-1]
     lb = np.where(allowed, bounds_sq / n, np.inf)
     n_allowed = int(np.count_nonzero(allowed))
@@ -192,7 +194,7 @@ def search(
     best_se = empty
     order = _ordered_prefix(lb, min(n_allowed, prefix), n_allowed)
     cursor = 0
-    batch = max(first_batch, k)
+    batch = max(min(first_batch, max_batch), k)
     n_reranked = 0
     while True:
         while True:
@@ -227,7 +229,7 @@ def search(
         missing = np.setdiff1d(want, positions)
         if missing.size:
             raise ValueError(f"fetch did not return rows {missing[:5].tolist()}")
-        batch *= 2
+        batch = max(k, min(2 * batch, max_batch))
     return SearchResult(best_pos, best_var, best_se, n_reranked, next_lb)
 
 
