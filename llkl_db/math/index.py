@@ -30,6 +30,7 @@ DEFAULT_DIM = 64
 DEFAULT_SAMPLE = 20_000
 BASE_TAU = 1e-5  # relative deflation of the bound, on the norms
 LEAF_ROWS = 64
+RERANK_CHUNK = 32  # rows re-ranked at once: between chunks the search may prune the rest
 _F32_EPS = float(np.finfo(np.float32).eps)
 
 
@@ -160,7 +161,7 @@ class SearchResult:
     var: np.ndarray
     se_var: np.ndarray
     n_reranked: int
-    next_bound: float  # smallest LB / N not re-ranked (inf when all were)
+    next_bound: float  # smallest LB / N not re-ranked (inf when all were); above the k-th variance
 
 
 def search(
@@ -196,6 +197,7 @@ def search(
     cursor = 0
     batch = max(min(first_batch, max_batch), k)
     n_reranked = 0
+    pruned_bound = float("inf")
     while True:
         while True:
             while cursor < order.size and done[order[cursor]]:
@@ -218,10 +220,18 @@ def search(
         positions, rows = positions[keep], rows[keep]
         done[positions] = True
         done[want] = True  # an allowed row the fetch did not return is an error below
-        if positions.size:
-            var, se = variance_with_se(np.asarray(rows, dtype=np.float64) - q)
-            n_reranked += positions.size
-            best_pos = np.concatenate([best_pos, positions])
+        # Re-rank the fetched rows in increasing bound, a chunk at a time; rows whose bound is
+        # above the k-th exact distance found can never enter (it only decreases): pruned.
+        by_bound = np.argsort(lb[positions], kind="stable")
+        for start in range(0, by_bound.size, RERANK_CHUNK):
+            chunk = by_bound[start : start + RERANK_CHUNK]
+            first = float(lb[positions[chunk[0]]])
+            if best_var.size >= k and best_var[k - 1] < first:
+                pruned_bound = min(pruned_bound, first)
+                break
+            var, se = variance_with_se(np.asarray(rows[chunk], dtype=np.float64) - q)
+            n_reranked += chunk.size
+            best_pos = np.concatenate([best_pos, positions[chunk]])
             best_var = np.concatenate([best_var, var])
             best_se = np.concatenate([best_se, se])
             top = np.lexsort((best_pos, best_var))[:k]
@@ -230,7 +240,7 @@ def search(
         if missing.size:
             raise ValueError(f"fetch did not return rows {missing[:5].tolist()}")
         batch = max(k, min(2 * batch, max_batch))
-    return SearchResult(best_pos, best_var, best_se, n_reranked, next_lb)
+    return SearchResult(best_pos, best_var, best_se, n_reranked, min(next_lb, pruned_bound))
 
 
 def _ordered_prefix(lb: np.ndarray, m: int, n_allowed: int) -> np.ndarray:
