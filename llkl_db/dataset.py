@@ -134,6 +134,12 @@ class _Store:
         return values[[where[int(p)] for p in positions]]
 
     @cached_property
+    def group_of(self) -> np.ndarray:
+        """A row-group label per entry (file, row // ROWS_PER_GROUP): batches of an indexed search
+        count row groups (a file written otherwise only batches less well)."""
+        return self.index.file_of * (1 << 40) + self.index.row_of // ROWS_PER_GROUP
+
+    @cached_property
     def tau(self) -> float:
         from llkl_db.math import index as mindex
 
@@ -336,7 +342,9 @@ class Dataset:
         bounds = mindex.lower_bounds(index.coords, index.residuals, index.norms, position, store.tau)
         # Memory: at most BATCH_BYTES of candidates' row groups (float32) per batch, plus k rows.
         groups_per_batch = max(1, BATCH_BYTES // (ROWS_PER_GROUP * 4 * self.metadata.n_texts))
-        res = mindex.search(bounds, mask, store.fetch_rows, query_row, k, max_batch=groups_per_batch)
+        res = mindex.search(
+            bounds, mask, store.fetch_rows, query_row, k, max_batch=groups_per_batch, group_of=store.group_of
+        )
         search = {
             "method": "index",
             "n_reranked": res.n_reranked,

@@ -92,8 +92,14 @@ def test_search_is_exact_with_ties_and_masks():
         allowed = rng.random(500) > 0.2
         allowed[q] = False
         bounds = mindex.lower_bounds(coords, residuals, totals, q, tau)
-        for k, prefix in ((1, 4096), (3, 5), (10, 1), (40, 7)):
-            res = mindex.search(bounds, allowed, fetch, loglik[q], k, prefix=prefix)
+        for k, prefix, groups in (
+            (1, 4096, None),
+            (3, 5, None),
+            (10, 1, None),
+            (40, 7, None),
+            (5, 9, np.arange(500) // 64),
+        ):
+            res = mindex.search(bounds, allowed, fetch, loglik[q], k, prefix=prefix, group_of=groups)
             assert res.positions.tolist() == mindex.brute_force(loglik, loglik[q], k, allowed).tolist()
             assert res.var.size == k and np.all(np.diff(res.var) >= 0)
             assert k == 40 or res.n_reranked < allowed.sum()  # pruned

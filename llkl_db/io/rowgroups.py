@@ -8,6 +8,7 @@ file object (fsspec: HTTP, the Hub). ``bytes_read`` counts what came through the
 from __future__ import annotations
 
 import io
+from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
@@ -78,12 +79,15 @@ def local_opener(root: str) -> Callable[[str], object]:
 class RowGroupReader:
     """Rows of the vector files named by relative path, through ``opener(relpath)``."""
 
+    keep_groups = 4  # decoded row groups kept (a few MB each at N = 10,000)
+
     def __init__(self, opener: Callable[[str], object], n_texts: int, where: str = "") -> None:
         self._opener = opener
         self._n = n_texts
         self._where = where
         self._files: dict[str, tuple] = {}
         self._counter = [0]
+        self._recent: OrderedDict[tuple[str, int], tuple] = OrderedDict()
 
     @property
     def bytes_read(self) -> int:
@@ -108,14 +112,29 @@ class RowGroupReader:
 
     def read(self, rel: str, rows: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
         """(rows returned, their entry ids, their float32 loglik) for every row of the row groups
-        that hold ``rows``, in file order."""
+        that hold ``rows``, in file order. The last few groups read stay decoded (a query's own
+        group is usually its first candidates' too)."""
         pf, starts, native = self._file(rel)
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= starts[-1]):
             raise LlklError(f"{self._where}{rel}: row {int(rows.max())} is past the file's {int(starts[-1])} rows")
-        groups = np.unique(np.searchsorted(starts, rows, side="right") - 1)
+        groups = np.unique(np.searchsorted(starts, rows, side="right") - 1).tolist()
+        missing = [g for g in groups if (rel, g) not in self._recent]
+        if missing:
+            self._read_groups(rel, pf, starts, native, missing)
+        parts = [self._recent[(rel, g)] for g in groups]
+        for g in groups:
+            self._recent.move_to_end((rel, g))
+        while len(self._recent) > max(self.keep_groups, len(groups)):
+            self._recent.popitem(last=False)
+        out_rows = np.concatenate([p[0] for p in parts])
+        ids = [i for p in parts for i in p[1]]
+        values = np.concatenate([p[2] for p in parts])  # a copy: callers clip in place
+        return out_rows, ids, values
+
+    def _read_groups(self, rel: str, pf, starts, native: bool, groups: list[int]) -> None:
         try:
-            table = pf.read_row_groups(groups.tolist(), columns=list(READ_COLUMNS))
+            table = pf.read_row_groups(groups, columns=list(READ_COLUMNS))
         except Exception as exc:
             raise LlklError(f"{self._where}{rel}: reading row groups failed ({_short(exc)})") from None
         if native:
@@ -123,18 +142,23 @@ class RowGroupReader:
             first = md.row_group(0)
             cols = [c for c in range(md.num_columns) if first.column(c).path_in_schema.split(".")[0] in READ_COLUMNS]
             self._counter[0] += sum(md.row_group(int(g)).column(c).total_compressed_size for g in groups for c in cols)
-        out_rows = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
         loglik = table.column("loglik").combine_chunks()
         try:
-            values = primitive_numpy(loglik, np.float32).reshape(len(loglik), self._n).copy()  # callers clip in place
+            values = primitive_numpy(loglik, np.float32).reshape(len(loglik), self._n)
         except ValueError as exc:
             raise LlklError(f"{self._where}{rel}: loglik is not a list of {self._n} float32 ({exc})") from None
-        return out_rows, table.column("entry_id").to_pylist(), values
+        ids = table.column("entry_id").to_pylist()
+        at = 0
+        for g in groups:
+            size = int(starts[g + 1] - starts[g])
+            self._recent[(rel, g)] = (np.arange(starts[g], starts[g + 1]), ids[at : at + size], values[at : at + size])
+            at += size
 
     def close(self) -> None:
         for pf, *_ in self._files.values():
             pf.close()
         self._files.clear()
+        self._recent.clear()
 
 
 def _short(exc: Exception) -> str:

@@ -30,6 +30,7 @@ DEFAULT_DIM = 64
 DEFAULT_SAMPLE = 20_000
 BASE_TAU = 1e-5  # relative deflation of the bound, on the norms
 LEAF_ROWS = 64
+GROUP_WINDOW = 64  # candidates looked at per row group of a batch (with group_of)
 RERANK_CHUNK = 32  # rows re-ranked at once: between chunks the search may prune the rest
 _F32_EPS = float(np.finfo(np.float32).eps)
 
@@ -173,6 +174,7 @@ def search(
     first_batch: int = 16,
     prefix: int = 4096,
     max_batch: int = 1 << 20,
+    group_of: np.ndarray | None = None,
 ) -> SearchResult:
     """Exact k nearest rows to ``query_clipped`` among ``allowed`` (boolean mask).
 
@@ -180,7 +182,10 @@ def search(
     (positions, clipped rows) for at least the requested positions (it may return more: the
     rest of their row groups, which are re-ranked for free). Memory: one batch of rows. Only the
     ``prefix`` smallest bounds are sorted at first (more when the search goes past them). Batches
-    double from ``first_batch`` up to ``max_batch`` candidates (at least k)."""
+    double from ``first_batch`` up to ``max_batch`` candidates (at least k). With ``group_of`` (a
+    row-group label per row) a batch counts row groups instead: candidates are taken in order
+    while they fall in at most ``batch`` groups, starting from one, so a query whose neighbours
+    share the group of its best candidate reads that group only."""
     n = query_clipped.shape[-1]
     lb = np.where(allowed, bounds_sq / n, np.inf)
     n_allowed = int(np.count_nonzero(allowed))
@@ -195,7 +200,7 @@ def search(
     best_se = empty
     order = _ordered_prefix(lb, min(n_allowed, prefix), n_allowed)
     cursor = 0
-    batch = max(min(first_batch, max_batch), k)
+    batch = 1 if group_of is not None else max(min(first_batch, max_batch), k)
     n_reranked = 0
     pruned_bound = float("inf")
     while True:
@@ -213,8 +218,15 @@ def search(
             break
         if cursor + batch > order.size and order.size < n_allowed:
             order = _ordered_prefix(lb, min(n_allowed, max(2 * order.size, cursor + batch)), n_allowed)
-        want = order[cursor : cursor + batch]
-        want = want[~done[want]]
+        if group_of is None:
+            want = order[cursor : cursor + batch]
+            want = want[~done[want]]
+        else:
+            want = order[cursor : cursor + batch * GROUP_WINDOW]
+            want = want[~done[want]]
+            _, first = np.unique(group_of[want], return_index=True)
+            if first.size > batch:
+                want = want[: np.sort(first)[batch]]
         positions, rows = fetch(want)
         keep = allowed[positions] & ~done[positions]
         positions, rows = positions[keep], rows[keep]
@@ -239,7 +251,7 @@ def search(
         missing = np.setdiff1d(want, positions)
         if missing.size:
             raise ValueError(f"fetch did not return rows {missing[:5].tolist()}")
-        batch = max(k, min(2 * batch, max_batch))
+        batch = min(2 * batch, max_batch) if group_of is not None else max(k, min(2 * batch, max_batch))
     return SearchResult(best_pos, best_var, best_se, n_reranked, min(next_lb, pruned_bound))
 
 
