@@ -100,7 +100,8 @@ class RowGroupReader:
             try:
                 source = self._opener(rel)
                 native = isinstance(source, str)
-                pf = pq.ParquetFile(source if native else CountingFile(source, self._counter))
+                # pre_buffer off: one row group is read with fewer, larger reads (measured faster)
+                pf = pq.ParquetFile(source if native else CountingFile(source, self._counter), pre_buffer=False)
             except Exception as exc:
                 raise LlklError(f"{self._where}{rel}: cannot read the vector file ({_short(exc)})") from None
             if native:
