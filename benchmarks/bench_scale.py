@@ -344,6 +344,11 @@ def brute_force_check(results: dict, path: Path, ds, qids: list[str], warm: list
                 best[j], bestp[j] = allv[top], allp[top]
     results["brute_force_s"] = round(time.perf_counter() - t0, 2)
     results["exact_match"] = all(w["top10"] == bp.tolist() for w, bp in zip(warm, bestp, strict=True))
+    results["mismatches"] = [
+        {"query": w["query"], "index": w["top10"], "brute": bp.tolist(), "brute_var": b.tolist()}
+        for w, bp, b in zip(warm, bestp, best, strict=True)
+        if w["top10"] != bp.tolist()
+    ]
     for w in warm:
         del w["top10"]
 
