@@ -152,7 +152,43 @@ def merge(
     )
 
 
+@handle_errors
+def index(
+    folder: Annotated[Path, typer.Argument(help="Dataset folder (with llkl-db.json).")],
+    dim: Annotated[int, typer.Option("--dim", help="Coordinates per entry (principal directions kept).")] = 64,
+    sample: Annotated[int, typer.Option("--sample", help="Entries the basis is fitted on (at most).")] = 20_000,
+    reorder: Annotated[
+        bool,
+        typer.Option(
+            "--reorder", help="Also rewrite the vector files in the index's kd order (as merge writes them), streaming."
+        ),
+    ] = False,
+) -> None:
+    """Build the search index of a dataset (index/): nearest then reads only candidate rows."""
+    from llkl_db.errors import BadValueError
+    from llkl_db.indexing import build_index
+    from llkl_db.io.folder import open_folder
+
+    if dim < 1:
+        raise BadValueError("d", dim, "must be at least 1")
+    ds_folder = open_folder(folder)
+    if not ds_folder.is_dataset():
+        from llkl_db.errors import LlklError
+
+        raise LlklError(f"{folder}: not a dataset (no llkl-db.json); merge build outputs first")
+    info = build_index(ds_folder, d=dim, sample=sample)
+    if reorder:
+        from llkl_db.indexing import reorder_by_index
+
+        info = reorder_by_index(ds_folder)
+    note(
+        f"{ds_folder.index_dir}: {info.n_entries} entries, d={info.d}, "
+        f"explained variance {info.explained_variance_fraction:.4f}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add the build commands to ``app``."""
     app.command()(build)
     app.command()(merge)
+    app.command()(index)

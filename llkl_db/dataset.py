@@ -1,7 +1,10 @@
 """A dataset of log-likelihood vectors and the queries users ask of it.
 
-``open`` reads the metadata and the entries (cheap); the K x N matrix is read on first use
-and cached, clipped and centred, for fast repeated queries.
+``open`` reads the metadata and the entries (cheap: from ``index/entries.parquet`` when the
+dataset has an index); the K x N matrix is read on first use and cached, clipped and centred,
+for fast repeated queries. With an index, ``nearest``, ``kl`` and ``vector`` never read the
+matrix: they fetch the row groups of the rows they need (locally or by ranged remote reads), so
+memory holds the coordinates and one batch of candidate rows.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import polars as pl
 from llkl_db import math as llmath
 from llkl_db import relations
 from llkl_db.bos import bos_note
-from llkl_db.errors import BadValueError
-from llkl_db.io.folder import DatasetFolder, open_folder
+from llkl_db.errors import BadValueError, LlklError
+from llkl_db.io.folder import ROWS_PER_GROUP, DatasetFolder, open_folder
 from llkl_db.io.metadata import DatasetMetadata
 from llkl_db.io.source import resolve_source
 from llkl_db.io.vectors import FILE_COLUMN
+from llkl_db.memory import require_memory
 from llkl_db.resolve import Resolved, resolve
 from llkl_db.scale import scale_line
 from llkl_db.where import where_expr
@@ -30,17 +34,118 @@ from llkl_db.where import where_expr
 def open(source: str | os.PathLike | None = None, revision: str | None = None) -> Dataset:  # noqa: A001
     """Open a dataset: a local folder, ``hf://datasets/ORG/NAME[@REV]``, ``ORG/NAME`` (with
     ``revision=``), or None for the dataset embedded in the package."""
-    folder = open_folder(resolve_source(source, revision))
-    return Dataset(_Store(folder, folder.metadata, folder.entries()))
+    from llkl_db.io.remote import is_remote, open_remote
+
+    if source is not None and is_remote(os.fspath(source)):
+        parts = open_remote(os.fspath(source), revision)
+        if not isinstance(parts, Path):
+            store = _Store(parts.folder, parts.folder.metadata, parts.index.entries, parts.index, parts.reader)
+            store.materialize = parts.materialize
+            return Dataset(store)
+        folder = open_folder(parts)
+    else:
+        folder = open_folder(resolve_source(source, revision))
+    return Dataset(_Store.local(folder))
+
+
+INDEX_NOTE = "this dataset has no search index: `llkl-db index DIR` builds one (nearest then reads candidates only)"
+NOTE_ABOVE_BYTES = 256 << 20  # say how to build an index when the matrix is bigger than this
+BATCH_BYTES = 128 << 20  # candidates' row groups fetched at once by an indexed nearest
 
 
 class _Store:
-    """Everything loaded from one dataset folder, shared by all filtered views of it."""
+    """Everything loaded from one dataset folder, shared by all filtered views of it.
 
-    def __init__(self, folder: DatasetFolder, metadata: DatasetMetadata, entries: pl.DataFrame) -> None:
+    With an ``index`` (:class:`llkl_db.io.index.Index`), rows are fetched through ``reader`` (a
+    :class:`llkl_db.io.rowgroups.RowGroupReader`); ``materialize`` makes the vector files local
+    before a whole-matrix read (a remote dataset's snapshot download)."""
+
+    def __init__(
+        self,
+        folder: DatasetFolder,
+        metadata: DatasetMetadata,
+        entries: pl.DataFrame,
+        index=None,
+        reader=None,
+        materialize=None,
+    ) -> None:
         self.folder = folder
         self.metadata = metadata
         self.entries = entries
+        self.index = index
+        self.reader = reader
+        self.materialize = materialize
+        if index is not None:
+            names = {0: "outputs", 1: "layers"}
+            thr = index.info.clip_thresholds
+            self.__dict__["row_thresholds"] = np.array([thr[names[int(g)]] for g in self.row_groups], dtype=np.float64)
+
+    @classmethod
+    def local(cls, folder: DatasetFolder) -> _Store:
+        index = folder.read_index()
+        if index is None:
+            return cls(folder, folder.metadata, folder.entries())
+        from llkl_db.io.rowgroups import RowGroupReader, local_opener
+
+        reader = RowGroupReader(local_opener(str(folder.root)), folder.metadata.n_texts, where=f"{folder.root}/")
+        return cls(folder, folder.metadata, index.entries, index=index, reader=reader)
+
+    @property
+    def matrix_loaded(self) -> bool:
+        return "clipped" in self.__dict__
+
+    @property
+    def use_index(self) -> bool:
+        return self.index is not None and not self.matrix_loaded
+
+    @cached_property
+    def _file_base(self) -> np.ndarray:
+        """The position of each index file's first row (index order is storage order)."""
+        idx = self.index
+        base = np.zeros(len(idx.files), dtype=np.int64)
+        first = np.unique(idx.file_of, return_index=True)
+        base[first[0]] = first[1] - idx.row_of[first[1]]
+        return base
+
+    def fetch_rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, clipped float32 rows) for ``positions`` and the rest of their row groups."""
+        idx = self.index
+        positions = np.asarray(positions, dtype=np.int64)
+        out_pos, out_rows = [], []
+        ids = self.entries["entry_id"]
+        for f in np.unique(idx.file_of[positions]):
+            rel = idx.files[int(f)]
+            got, got_ids, values = self.reader.read(rel, idx.row_of[positions[idx.file_of[positions] == f]])
+            pos = self._file_base[f] + got
+            if pos.size and (pos.max() >= ids.len() or got_ids != ids[pos].to_list()):
+                raise LlklError(
+                    f"{self.folder.root}/{rel}: does not hold the entries its index lists (changed since); "
+                    "rebuild it with `llkl-db index DIR`"
+                )
+            np.maximum(values, self.row_thresholds[pos, None].astype(np.float32), out=values)
+            out_pos.append(pos)
+            out_rows.append(values)
+        return np.concatenate(out_pos), np.concatenate(out_rows)
+
+    def rows(self, positions: list[int]) -> np.ndarray:
+        """Clipped rows at ``positions``, from the matrix when loaded, else fetched."""
+        if not self.use_index:
+            return self.clipped[positions]
+        got, values = self.fetch_rows(np.asarray(positions))
+        where = {int(p): i for i, p in enumerate(got)}
+        return values[[where[int(p)] for p in positions]]
+
+    @cached_property
+    def group_of(self) -> np.ndarray:
+        """A row-group label per entry (file, row // ROWS_PER_GROUP): batches of an indexed search
+        count row groups (a file written otherwise only batches less well)."""
+        return self.index.file_of * (1 << 40) + self.index.row_of // ROWS_PER_GROUP
+
+    @cached_property
+    def tau(self) -> float:
+        from llkl_db.math import index as mindex
+
+        return mindex.tau_for(self.index.basis)
 
     @cached_property
     def row_groups(self) -> np.ndarray:
@@ -59,6 +164,10 @@ class _Store:
 
     def _clip(self) -> tuple[np.ndarray, np.ndarray]:
         # Fills both cached properties at once: the raw matrix is clipped in place.
+        k, n = self.entries.height, self.metadata.n_texts
+        require_memory(k * n * 4, f"reading the whole matrix ({k} entries x {n} texts)")
+        if self.materialize is not None:
+            self.materialize()
         raw = self.folder.read_loglik(self.entries)
         recorded = {0: self.metadata.clip_threshold, 1: self.metadata.layer_clip_threshold}
         thresholds = llmath.group_thresholds(raw, self.row_groups, recorded, self.metadata.clip_percentile)
@@ -69,11 +178,15 @@ class _Store:
 
     @cached_property
     def prepared(self) -> llmath.Prepared:
+        k, n = self.entries.height, self.metadata.n_texts
+        require_memory(2 * k * n * 4, f"centring the whole matrix ({k} entries x {n} texts)")
         return llmath.prepare_clipped(self.clipped)
 
     @cached_property
     def calibration(self) -> relations.Calibration:
         """Relation classes calibrated on this dataset's labelled pairs (see llkl_db.relations)."""
+        if self.use_index:  # read only the rows a sample of labelled pairs needs
+            return relations.calibrate_from_rows(self.entries, self.rows, self.metadata.mean_text_bytes)
         return relations.calibrate_from_matrix(self.entries, self.clipped, self.metadata.mean_text_bytes)
 
 
@@ -132,15 +245,19 @@ class Neighbours:
     note: str | None
     table: pl.DataFrame
     scale: str
+    search: dict | None = None  # with an index: rows re-ranked, the bound that certifies the answer
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "query": self.query,
             "note": self.note,
             "scale": self.scale,
             "se_note": llmath.SE_NOTE,
             "neighbours": self.table.to_dicts(),
         }
+        if self.search is not None:
+            out["search"] = self.search
+        return out
 
     def __repr__(self) -> str:
         lines = [f"Neighbours of {self.query!r} ({self.table.height} nearest, KL in bits/byte):"]
@@ -247,7 +364,7 @@ class Dataset:
 
     def vector(self, name: str) -> np.ndarray:
         """The clipped log-likelihood vector of an entry, float32, nats."""
-        return self._store.clipped[self.resolve(name).position]
+        return self._store.rows([self.resolve(name).position])[0]
 
     @property
     def loglik(self) -> np.ndarray:
@@ -267,8 +384,8 @@ class Dataset:
         estimator's bias (clipping and second order; ``llkl_db.math.bias_margin_bpb``, measured
         by ``benchmarks/bench_bias.py``), so that KL +- (2 SE + margin) covers the exact value."""
         ra, rb = self.resolve(a), self.resolve(b)
-        clipped = self._store.clipped
-        est = llmath.pair_kl(clipped[ra.position], clipped[rb.position], self.metadata.mean_text_bytes)
+        va, vb = self._store.rows([ra.position, rb.position])
+        est = llmath.pair_kl(va, vb, self.metadata.mean_text_bytes)
         margin = llmath.bias_margin_bpb(est.kl_bpb) if bias_margin else None
         to_nats = self.metadata.mean_text_bytes * llmath.kl.LN2
         return PairKL(
@@ -292,11 +409,19 @@ class Dataset:
         if k < 1:
             raise BadValueError("k", k, "must be at least 1")
         query = self.resolve(name)
-        prepared = self._store.prepared
-        mask = np.zeros(self._store.entries.height, dtype=bool)
+        store = self._store
+        mask = np.zeros(store.entries.height, dtype=bool)
         mask[self._rows] = True
         mask[query.position] = False
-        idx, var, se_var = llmath.nearest(prepared, prepared.clipped[query.position], k, mask)
+        search = None
+        note = query.note
+        if store.use_index:
+            idx, var, se_var, search = self._nearest_indexed(query.position, k, mask)
+        else:
+            if store.index is None and store.entries.height * self.metadata.n_texts * 4 > NOTE_ABOVE_BYTES:
+                note = f"{note}; {INDEX_NOTE}" if note else INDEX_NOTE
+            prepared = store.prepared
+            idx, var, se_var = llmath.nearest(prepared, prepared.clipped[query.position], k, mask)
         est = llmath.from_variance(var, se_var, self.metadata.mean_text_bytes)
         meta = self._store.entries[idx].select("entry_id", "model_type", "n_params")
         table = meta.with_columns(
@@ -320,15 +445,40 @@ class Dataset:
         policies = self._store.entries["bos_policy"]
         own = policies[query.position]
         other = [p for p in policies.gather(np.atleast_1d(idx)).to_list() if bos_note(own, p)]
-        notes = [query.note] if query.note else []
+        notes = [note] if note else []
         if other:
             notes.append(f"{len(other)} of {table.height} neighbours: {bos_note(own, other[0])}")
         note = "; ".join(notes) or None
-        return Neighbours(query.entry_id, note, table, scale_line(table["kl_bpb"].to_list()))
+        return Neighbours(query.entry_id, note, table, scale_line(table["kl_bpb"].to_list()), search)
+
+    def _nearest_indexed(self, position: int, k: int, mask: np.ndarray):
+        """Exact k nearest through the index: bounds for all, exact re-rank of candidates."""
+        from llkl_db.math import index as mindex
+
+        store = self._store
+        index = store.index
+        read_before = store.reader.bytes_read
+        query_row = store.rows([position])[0]
+        bounds = mindex.lower_bounds(index.coords, index.residuals, index.norms, position, store.tau)
+        # Memory: at most BATCH_BYTES of candidates' row groups (float32) per batch, plus k rows.
+        groups_per_batch = max(1, BATCH_BYTES // (ROWS_PER_GROUP * 4 * self.metadata.n_texts))
+        res = mindex.search(
+            bounds, mask, store.fetch_rows, query_row, k, max_batch=groups_per_batch, group_of=store.group_of
+        )
+        search = {
+            "method": "index",
+            "n_reranked": res.n_reranked,
+            "smallest_bound_not_reranked_kl_nats": res.next_bound / 2.0,
+            "bytes_read": store.reader.bytes_read - read_before,
+        }
+        return res.positions, res.var, res.se_var, search
 
     def kl_matrix(self, with_se: bool = False) -> tuple[list[str], np.ndarray, np.ndarray | None]:
         """Entry ids and the full KL matrix of this view in bits/byte (and its SE matrix)."""
         store = self._store
+        k, n = self._rows.size, self.metadata.n_texts
+        need = k * n * 4 * (1 if store.matrix_loaded else 2) + k * n * 4 + k * k * 8 * (2 if with_se else 1)
+        require_memory(need, f"the KL matrix of {k} entries x {n} texts")
         if self._rows.size == store.entries.height and np.array_equal(self._rows, np.arange(self._rows.size)):
             prepared = store.prepared  # the whole dataset: reuse the cached centring
         else:
@@ -394,6 +544,9 @@ class Dataset:
             **self._clip_facts(),
             "vector_files": len(files),
             "size_bytes": sum(f.stat().st_size for f in files),
+            "index": None
+            if self._store.index is None
+            else {"d": self._store.index.info.d, "created_at": self._store.index.info.created_at},
         }
 
     def __repr__(self) -> str:

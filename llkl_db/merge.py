@@ -9,15 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from llkl_db import math as llmath
 from llkl_db.card import render_card
 from llkl_db.errors import LlklError
-from llkl_db.io.folder import ROWS_PER_GROUP, DatasetFolder, replacing
+from llkl_db.indexing import build_index, plan_for_merge
+from llkl_db.io.folder import ROWS_PER_GROUP, DatasetFolder, replacing, vector_write_options
 from llkl_db.io.metadata import DatasetMetadata, check_dataset_version
 from llkl_db.io.parquet import guarded
 from llkl_db.io.tables import merge_tables
-from llkl_db.io.vectors import check_vector_footer, scan_entries
+from llkl_db.io.vectors import check_vector_footer, read_loglik, scan_entries
 from llkl_db.schema import arrow_schema
 
 
@@ -66,18 +68,37 @@ def merge(
         clip_percentile=llmath.DEFAULT_CLIP_PERCENTILE,
         layer_clip_threshold=thresholds.get(1),
     )
+    basis, rank = _index_plan(entries, len(text_set), thresholds, target if existing else None)
     with replacing(target.root, overwrite=overwrite) as staging:
         staging.add_text_set(text_set)
-        _write_compacted(sources, staging)
+        _write_compacted(sources, staging, rank)
         merge_tables(sources, staging)  # optional tables (weight distances, scores) come along
         staging.write_metadata(metadata)
+        build_index(staging, basis=basis)
         staging.write_card(render_card(staging, metadata, staging.entries()))
     return metadata
 
 
-def _write_compacted(sources: list[DatasetFolder], staging: DatasetFolder) -> None:
-    """One Parquet file per kind of entry (vectors/<kind>/data.parquet), rows sorted by entry id:
-    a dataset opens in a few file reads however many shards and per-entry files made it."""
+def _index_plan(entries, n_texts: int, thresholds: dict[int, float], existing: DatasetFolder | None):
+    """The index basis (kept or refitted, see :func:`llkl_db.indexing.plan_for_merge`) and the
+    kd order of the entries, from the clipped matrix."""
+    from llkl_db.memory import require_memory
+
+    require_memory(entries.height * n_texts * 4, f"merging {entries.height} entries x {n_texts} texts")
+    clipped = read_loglik(entries, n_texts)
+    groups = entries["layer"].is_not_null().to_numpy()
+    for g, value in thresholds.items():
+        rows = groups == bool(g)
+        clipped[rows] = np.maximum(clipped[rows], np.float32(value))
+    basis, rank, _ = plan_for_merge(entries, clipped, thresholds, existing)
+    return basis, rank
+
+
+def _write_compacted(sources: list[DatasetFolder], staging: DatasetFolder, rank) -> None:
+    """One Parquet file per kind of entry (vectors/<kind>/data.parquet), rows in the index's kd
+    order (``rank``: entry_id -> _rank), so near entries share row groups: a dataset opens in a
+    few file reads however many shards and per-entry files made it, and a query's candidates
+    come in few row groups."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -96,10 +117,14 @@ def _write_compacted(sources: list[DatasetFolder], staging: DatasetFolder) -> No
             ]
             by_kind.setdefault(kind, []).append(pa.table(columns, names=schema.names).cast(schema))
     for kind, tables in by_kind.items():
-        table = pa.concat_tables(tables).sort_by("entry_id").replace_schema_metadata(schema.metadata)
+        table = pa.concat_tables(tables)
+        ranks = pl.DataFrame({"entry_id": table["entry_id"].to_pylist()}).join(
+            rank, on="entry_id", how="left", maintain_order="left"
+        )["_rank"]
+        table = table.take(np.argsort(ranks.to_numpy(), kind="stable")).replace_schema_metadata(schema.metadata)
         path = staging.vector_path(kind, "data")
         path.parent.mkdir(parents=True)
-        pq.write_table(table, path, compression="zstd", row_group_size=ROWS_PER_GROUP)
+        pq.write_table(table, path, row_group_size=ROWS_PER_GROUP, **vector_write_options(schema))
 
 
 def _clip_thresholds(entries, n_texts: int, existing: DatasetMetadata | None) -> dict[int, float]:
@@ -109,8 +134,6 @@ def _clip_thresholds(entries, n_texts: int, existing: DatasetMetadata | None) ->
     groups = entries["layer"].is_not_null().to_numpy().astype(np.int8)
     if all(recorded.get(int(g)) is not None for g in np.unique(groups)):
         return {g: v for g, v in recorded.items() if v is not None}
-    from llkl_db.io.vectors import read_loglik
-
     loglik = read_loglik(entries, n_texts)
     per_row = llmath.group_thresholds(loglik, groups, recorded, llmath.DEFAULT_CLIP_PERCENTILE)
     return {int(g): float(per_row[groups == g][0]) for g in np.unique(groups)}

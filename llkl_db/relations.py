@@ -314,6 +314,36 @@ def calibrate_from_matrix(
     return calibrate(out, priors)
 
 
+INDEXED_PAIRS_PER_CLASS = 200  # bounds the rows read: ~2,400 rows at most over the classes
+
+
+def calibrate_from_rows(entries: pl.DataFrame, rows, mean_bytes: float, seed: int = 0) -> Calibration:
+    """Calibrate like :func:`calibrate_from_matrix` from a sample of each class's labelled pairs,
+    reading only the rows they need (``rows(positions) -> clipped rows``): for a dataset queried
+    through its index, whose whole matrix is never loaded."""
+    from llkl_db.math import pair_kl
+
+    rng = np.random.default_rng(seed)
+    chosen = {}
+    for cls, (a, b) in labelled_pairs(entries).items():
+        if a.size > INDEXED_PAIRS_PER_CLASS:
+            pick = rng.choice(a.size, INDEXED_PAIRS_PER_CLASS, replace=False)
+            a, b = a[pick], b[pick]
+        chosen[cls] = (a, b)
+    needed = sorted({int(p) for a, b in chosen.values() for p in np.concatenate([a, b])})
+    fetched = rows(needed) if needed else None
+    where = {p: i for i, p in enumerate(needed)}
+    out = {}
+    for cls, (a, b) in chosen.items():
+        if a.size == 0:
+            out[cls] = np.empty(0)
+            continue
+        va = fetched[[where[int(p)] for p in a]]
+        vb = fetched[[where[int(p)] for p in b]]
+        out[cls] = np.atleast_1d(pair_kl(va, vb, mean_bytes).kl_bpb)
+    return calibrate(out)
+
+
 # --- classification ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Relation:

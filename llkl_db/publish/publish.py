@@ -81,6 +81,7 @@ def _assemble(
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 _link_or_copy(f, dest) if link else shutil.copyfile(f, dest)
     release.write_metadata(metadata)
+    release.retag_index(metadata.dataset_version)
     text, section = changelog_text(log, earlier)
     release.write_changelog(text)
     release.write_card(render_card(release, metadata, release.entries(), repo_id=repo_id))

@@ -72,7 +72,9 @@ def validate(
     if texts is None:
         return report
     _check_metadata(folder, report, texts)
+    _check_memory(folder, len(texts.texts))
     matrices = _check_vectors(folder, report, texts, bounds)
+    _check_index(folder, report)
     _check_scores(folder, report)
     if against is not None:
         _check_against(report, against, revision)
@@ -181,6 +183,80 @@ def _check_vectors(
             report.entry_rows.append({**row, "_file": str(path)})
             vectors[eid] = matrix[i]
     return vectors
+
+
+def _check_memory(folder: DatasetFolder, n_texts: int) -> None:
+    """Validation reads one vector file at a time (a frame and a float64 copy): refuse, in one
+    line, a file whose rows would not fit the memory budget."""
+    import pyarrow.parquet as pq
+
+    from llkl_db.memory import require_memory
+
+    for path in folder.vector_files():
+        try:
+            rows = pq.read_metadata(path).num_rows
+        except Exception:
+            continue  # unreadable: reported by the per-file checks
+        require_memory(rows * n_texts * 16, f"validating {path} ({rows} entries x {n_texts} texts)")
+
+
+INDEX_SAMPLE = 32
+ORTHONORMAL_TOL = 1e-4
+
+
+def _check_index(folder: DatasetFolder, report: ValidationReport) -> None:
+    """A present index (index/) matches the data: its checks on reading, the digest of the
+    entry ids in storage order, n and d, an orthonormal basis, and a sample of coordinates and
+    residuals recomputed from the vectors."""
+    if not folder.has_index() or not folder.is_dataset():
+        return
+    from llkl_db.io.index import entry_ids_digest
+    from llkl_db.io.rowgroups import RowGroupReader, local_opener
+    from llkl_db.math import index as mindex
+
+    where = folder.index_path("index.json")
+    try:
+        index = folder.read_index()
+        entries = folder.entries()
+    except LlklError as exc:
+        report.add(where, str(exc).removeprefix(f"{where}: "))
+        return
+    info = index.info
+    if entries.height != info.n_entries or entry_ids_digest(entries["entry_id"].to_list()) != info.entry_ids_sha256:
+        report.add(where, "the entry ids of the vector files (in storage order) do not match the index's digest")
+        return
+    if index.basis.shape[0] != info.d or index.coords.shape[1] != info.d:
+        report.add(where, f"d={info.d}, the basis has {index.basis.shape[0]} rows")
+        return
+    error = mindex.orthonormality_error(index.basis)
+    if error > ORTHONORMAL_TOL:
+        report.add(folder.index_path("basis.parquet"), f"basis rows not orthonormal (|BB^T - I| = {error:.2e})")
+    rng = np.random.default_rng(0)
+    sample = np.sort(rng.choice(info.n_entries, min(INDEX_SAMPLE, info.n_entries), replace=False))
+    reader = RowGroupReader(local_opener(str(folder.root)), info.n_texts)
+    names = {0: "outputs", 1: "layers"}
+    for pos in sample:
+        rel, row = index.files[index.file_of[pos]], int(index.row_of[pos])
+        try:
+            got, ids, values = reader.read(rel, np.array([row]))
+        except LlklError as exc:
+            report.add(where, str(exc))
+            return
+        i = int(np.flatnonzero(got == row)[0])
+        eid = entries["entry_id"][int(pos)]
+        if ids[i] != eid:
+            report.add(where, f"lists {eid} at row {row} of {rel}, which holds {ids[i]}", eid)
+            continue
+        group = names[int(entries["layer"][int(pos)] is not None)]
+        clipped = np.maximum(values[i], np.float32(info.clip_thresholds[group]))
+        y, r, total = mindex.project(clipped[None, :], index.mu, index.basis)
+        scale = max(float(total[0]), 1e-12)
+        if (
+            np.linalg.norm(y[0].astype(np.float64) - index.coords[pos]) > 1e-4 * scale
+            or abs(r[0] - index.residuals[pos]) > 1e-4 * scale
+        ):
+            report.add(where, "coordinates or residual do not match the vector (recomputed)", eid)
+    reader.close()
 
 
 def _check_entry(report, path, row, loglik, n_tokens, texts: TextSet, bounds: Bounds) -> None:

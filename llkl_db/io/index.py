@@ -1,0 +1,220 @@
+"""The search index of a dataset (schema v1, ``index/``): read, write and check it.
+
+    index/index.json       format version, what it was built from, d, clip thresholds, digest
+    index/entries.parquet  one row per entry in index order: the metadata columns of the vector
+                           files, ``file`` (relative path) and ``row`` within it, ``coords``
+                           (fixed_size_list<float32, d>) and ``residual`` (float64)
+    index/basis.parquet    ``vector`` (fixed_size_list<float32, N>): row 0 the mean mu, rows
+                           1..d the orthonormal basis
+
+Index order is storage order: entries sorted by file, then row. The index is refused (one line)
+when it was built for another dataset version, text set or entry list, or a file is truncated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from llkl_db.errors import LlklError
+
+from .atomic import atomic_path, write_text_atomic
+from .rowgroups import primitive_numpy
+from .vectors import FILE_COLUMN, METADATA_COLUMNS
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .folder import DatasetFolder
+
+INDEX_FORMAT_VERSION = 1
+BUILD_HINT = "rebuild it with `llkl-db index DIR`"
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """``index/index.json``."""
+
+    index_format_version: int
+    dataset_version: str
+    text_set_sha256: str
+    n_texts: int
+    n_entries: int
+    d: int
+    clip_thresholds: dict[str, float]  # "outputs" (layer null) and "layers"
+    explained_variance_fraction: float
+    entry_ids_sha256: str
+    created_at: str
+    vector_files: dict[str, list[int]] = field(default_factory=dict)  # relative path -> [rows, bytes]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+
+@dataclass
+class Index:
+    """A loaded index: entries (with ``_file`` absolute and ``_row``), coordinates and basis."""
+
+    info: IndexInfo
+    entries: pl.DataFrame
+    files: list[str]  # relative paths, in index order
+    file_of: np.ndarray  # per entry: index into ``files``
+    row_of: np.ndarray  # per entry: row within its file
+    coords: np.ndarray  # K x d float32
+    residuals: np.ndarray  # K float64
+    mu: np.ndarray  # N float32
+    basis: np.ndarray  # d x N float32
+
+    @property
+    def norms(self) -> np.ndarray:
+        """sqrt(|y|^2 + r^2) = |c - mu| per entry (float64)."""
+        if not hasattr(self, "_norms"):
+            sq = np.einsum("ij,ij->i", self.coords, self.coords, dtype=np.float64)
+            self._norms = np.sqrt(sq + self.residuals**2)
+        return self._norms
+
+
+def entry_ids_digest(ids) -> str:
+    """sha256 over the entry ids in index order, one per line (UTF-8)."""
+    ids = [str(entry) for entry in ids]
+    return hashlib.sha256(("\n".join(ids) + "\n" if ids else "").encode("utf-8")).hexdigest()
+
+
+def write_index(folder: DatasetFolder, info: IndexInfo, entries, coords, residuals, mu, basis) -> None:
+    """Write the three index files atomically (entries: metadata columns plus ``file``, ``row``,
+    in index order). index.json is written last: it is what marks an index present."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    k, d = coords.shape
+    n = mu.shape[0]
+    table = entries.select(METADATA_COLUMNS + ["file", "row"]).to_arrow()
+    table = table.append_column(
+        "coords", pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(coords, np.float32).ravel()), d)
+    ).append_column("residual", pa.array(np.asarray(residuals, np.float64)))
+    vectors = np.vstack([np.asarray(mu, np.float32)[None, :], np.asarray(basis, np.float32)])
+    basis_table = pa.table({"vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), n)})
+    folder.index_dir.mkdir(parents=True, exist_ok=True)
+    folder.index_path("index.json").unlink(missing_ok=True)
+    with atomic_path(folder.index_path("entries.parquet")) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    with atomic_path(folder.index_path("basis.parquet")) as tmp:
+        pq.write_table(basis_table, tmp, compression="zstd")
+    write_text_atomic(folder.index_path("index.json"), info.to_json())
+
+
+def retag_index(folder: DatasetFolder, dataset_version: str) -> None:
+    """Rewrite index.json with another dataset version (same data, new release tag)."""
+    from dataclasses import replace
+
+    path = folder.index_path("index.json")
+    write_text_atomic(path, replace(_read_info(path), dataset_version=dataset_version).to_json())
+
+
+def _read_info(path: Path) -> IndexInfo:
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+        if raw.get("index_format_version") != INDEX_FORMAT_VERSION:
+            raise LlklError(
+                f"{path}: index format version {raw.get('index_format_version')!r}, this llkl-db reads "
+                f"{INDEX_FORMAT_VERSION}; {BUILD_HINT}"
+            )
+        return IndexInfo(**raw)
+    except LlklError:
+        raise
+    except (ValueError, TypeError, AttributeError, OSError) as exc:
+        raise LlklError(f"{path}: not a readable index file ({str(exc).splitlines()[0][:160]}); {BUILD_HINT}") from None
+
+
+def _read_parquet(path: Path, what: str):
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).read()  # (not read_table: pyarrow.dataset costs 0.3 s to import)
+    except Exception as exc:
+        raise LlklError(
+            f"{path}: truncated or unreadable {what} ({str(exc).splitlines()[0][:160]}); {BUILD_HINT}"
+        ) from None
+
+
+def read_index(folder: DatasetFolder, check_files: bool = True) -> Index:
+    """Read and check the index of ``folder`` against its metadata (and, when ``check_files``,
+    the vector files' sizes it recorded)."""
+    import polars as pl
+
+    path = folder.index_path("index.json")
+    info = _read_info(path)
+    meta = folder.metadata
+    if info.dataset_version != meta.dataset_version:
+        raise LlklError(
+            f"{path}: built for dataset version {info.dataset_version}, the dataset is {meta.dataset_version}; {BUILD_HINT}"
+        )
+    if info.text_set_sha256 != meta.text_set_sha256 or info.n_texts != meta.n_texts:
+        raise LlklError(
+            f"{path}: built for another text set (sha256 {info.text_set_sha256[:12]}, N={info.n_texts}), "
+            f"the dataset's is {meta.text_set_sha256[:12]} (N={meta.n_texts}); {BUILD_HINT}"
+        )
+    recorded = {"outputs": meta.clip_threshold, "layers": meta.layer_clip_threshold}
+    for name, value in info.clip_thresholds.items():
+        if recorded.get(name) is not None and recorded[name] != value:
+            raise LlklError(
+                f"{path}: built with clip threshold {name}={value}, the dataset records {recorded[name]}; {BUILD_HINT}"
+            )
+    if check_files:
+        for rel, (_, size) in info.vector_files.items():
+            target = folder.root / rel
+            if not target.is_file() or target.stat().st_size != size:
+                raise LlklError(f"{path}: built for another version of {rel} (changed or missing since); {BUILD_HINT}")
+        present = {str(p.relative_to(folder.root)) for p in folder.vector_files()}
+        extra = sorted(present - set(info.vector_files))
+        if info.vector_files and extra:
+            raise LlklError(f"{path}: vector file {extra[0]} is not in the index (added since); {BUILD_HINT}")
+    table = _read_parquet(folder.index_path("entries.parquet"), "index entries")
+    basis_table = _read_parquet(folder.index_path("basis.parquet"), "index basis")
+    epath = folder.index_path("entries.parquet")
+    if table.num_rows != info.n_entries:
+        raise LlklError(f"{epath}: {table.num_rows} entries, index.json says {info.n_entries}; {BUILD_HINT}")
+    coords = table.column("coords").combine_chunks()
+    if coords.type.list_size != info.d:
+        raise LlklError(
+            f"{epath}: coordinates of dimension {coords.type.list_size}, index.json says {info.d}; {BUILD_HINT}"
+        )
+    try:
+        coords = primitive_numpy(coords, np.float32).reshape(table.num_rows, info.d)
+        residuals = primitive_numpy(table.column("residual"), np.float64)
+    except ValueError as exc:
+        raise LlklError(f"{epath}: bad coordinates or residuals ({exc}); {BUILD_HINT}") from None
+    vectors = basis_table.column("vector").combine_chunks()
+    bpath = folder.index_path("basis.parquet")
+    if vectors.type.list_size != info.n_texts or len(vectors) != info.d + 1:
+        raise LlklError(f"{bpath}: expected {info.d + 1} vectors of {info.n_texts}; {BUILD_HINT}")
+    try:
+        vectors = primitive_numpy(vectors, np.float32).reshape(info.d + 1, info.n_texts)
+    except ValueError as exc:
+        raise LlklError(f"{bpath}: bad basis vectors ({exc}); {BUILD_HINT}") from None
+    entries = pl.from_arrow(table.drop_columns(["coords", "residual"]))
+    if entry_ids_digest(entries["entry_id"].to_list()) != info.entry_ids_sha256:
+        raise LlklError(f"{epath}: entry ids do not match the digest in index.json (another entry list); {BUILD_HINT}")
+    files = entries["file"].unique().sort().to_list()
+    file_of = (entries["file"].rank("dense") - 1).to_numpy()
+    row_of = entries["row"].to_numpy().astype(np.int64)
+    root = str(folder.root)
+    entries = entries.with_columns((pl.lit(root + "/") + pl.col("file")).alias(FILE_COLUMN)).select(
+        METADATA_COLUMNS + [FILE_COLUMN]
+    )
+    return Index(
+        info=info,
+        entries=entries,
+        files=[str(f) for f in files],
+        file_of=file_of.astype(np.int64),
+        row_of=row_of,
+        coords=np.ascontiguousarray(coords, dtype=np.float32),
+        residuals=residuals.astype(np.float64),
+        mu=vectors[0].astype(np.float32),
+        basis=np.ascontiguousarray(vectors[1:], dtype=np.float32),
+    )
