@@ -185,7 +185,10 @@ class _Store:
     @cached_property
     def calibration(self) -> relations.Calibration:
         """Relation classes calibrated on this dataset's labelled pairs (see llkl_db.relations)."""
-        if self.use_index:  # read only the rows a sample of labelled pairs needs
+        if self.use_index:  # the calibration published with the index, else a sample of rows
+            published = self.folder.index_path("calibration.json")
+            if published.is_file():
+                return relations.calibration_from_json(_read_json(published), str(published))
             return relations.calibrate_from_rows(self.entries, self.rows, self.metadata.mean_text_bytes)
         return relations.calibrate_from_matrix(self.entries, self.clipped, self.metadata.mean_text_bytes)
 
@@ -571,3 +574,16 @@ def _to_pandas(frame: pl.DataFrame):
     except ImportError:
         raise ImportError("to_pandas() needs pandas: pip install pandas (to_polars() needs nothing more)") from None
     return frame.to_pandas()
+
+
+def _read_json(path: Path) -> object:
+    import json
+
+    try:
+        return json.loads(path.read_text("utf-8"), parse_constant=_no_constant)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise LlklError(f"{path}: not readable JSON ({type(exc).__name__})") from None
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a number")

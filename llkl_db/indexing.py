@@ -9,11 +9,14 @@ sample and one block, never the K x N matrix. Clip thresholds must be recorded i
 from __future__ import annotations
 
 import datetime as _dt
+import json
 
 import numpy as np
 
 from llkl_db import math as llmath
+from llkl_db import relations
 from llkl_db.errors import LlklError
+from llkl_db.io.atomic import write_text_atomic
 from llkl_db.io.folder import DatasetFolder
 from llkl_db.io.index import INDEX_FORMAT_VERSION, IndexInfo, entry_ids_digest, write_index
 from llkl_db.io.rowgroups import RowGroupReader, local_opener
@@ -95,7 +98,7 @@ def build_index(
     thresholds = thresholds_of(folder, entries)
     groups = entries["layer"].is_not_null().to_numpy().astype(np.int8)
     row_thr = np.array([thresholds[int(g)] for g in groups], dtype=np.float64)
-    reader = RowGroupReader(local_opener(str(folder.root)), n, where=f"{folder.root}/")
+    reader = reader_for(folder, n)
     if basis is None:
         require_memory(min(sample, entries.height) * n * 8 * 3, "fitting the index basis (sample of entries)")
         picks = _sample_positions(reader, layout, sample, seed)
@@ -128,8 +131,38 @@ def build_index(
         created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         vector_files=vector_files,
     )
+    calibration = _calibration(reader_for(folder, n), layout, row_thr, meta.mean_text_bytes)
+
+    write_text_atomic(
+        folder.index_path("calibration.json"), json.dumps(relations.calibration_to_json(calibration)) + "\n"
+    )
     write_index(folder, info, layout, coords, residuals, mu, b)
     return info
+
+
+CALIBRATION_PAIRS_PER_CLASS = 500  # at most ~6,000 rows read to calibrate relations
+
+
+def reader_for(folder: DatasetFolder, n_texts: int) -> RowGroupReader:
+    return RowGroupReader(local_opener(str(folder.root)), n_texts, where=f"{folder.root}/")
+
+
+def _calibration(reader: RowGroupReader, layout, row_thr: np.ndarray, mean_bytes: float):
+    """The relation calibration of the dataset (llkl_db.relations), published with the index so
+    that a query through the index labels relations without reading the labelled pairs' rows."""
+
+    def rows(positions: list[int]) -> np.ndarray:
+        wanted = np.asarray(positions, dtype=np.int64)
+        found = {}
+        for pos, values in _blocks(reader, layout, row_thr, wanted):
+            for p, v in zip(pos, values, strict=True):
+                found[int(p)] = v
+        return np.stack([found[int(p)] for p in wanted])
+
+    try:
+        return relations.calibrate_from_rows(layout, rows, mean_bytes, limit=CALIBRATION_PAIRS_PER_CLASS)
+    finally:
+        reader.close()
 
 
 def _sample_positions(reader: RowGroupReader, layout, sample: int, seed: int) -> np.ndarray:

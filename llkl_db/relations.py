@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from llkl_db.errors import LlklError
 from llkl_db.variants import describe_variant
 
 SAME_WEIGHTS = "same weights"
@@ -314,10 +315,53 @@ def calibrate_from_matrix(
     return calibrate(out, priors)
 
 
+def calibration_to_json(calibration: Calibration) -> dict:
+    """Everything a :class:`Calibration` holds, as plain JSON (published with the index)."""
+    return {
+        "fits": {
+            cls: {
+                "mean": f.mean,
+                "sd": f.sd,
+                "n_pairs": f.n_pairs,
+                "source": f.source,
+                "components": [list(c) for c in f.components],
+            }
+            for cls, f in calibration.fits.items()
+        },
+        "unrelated_log_kl": [float(v) for v in np.asarray(calibration.unrelated_log_kl, dtype=np.float64)],
+        "priors": dict(calibration.priors),
+    }
+
+
+def calibration_from_json(raw: object, where: str) -> Calibration:
+    """The :class:`Calibration` that :func:`calibration_to_json` wrote; anything else is refused."""
+    try:
+        fits = {
+            str(cls): ClassFit(
+                mean=float(f["mean"]),
+                sd=float(f["sd"]),
+                n_pairs=int(f["n_pairs"]),
+                source=str(f["source"]),
+                components=tuple((float(m), float(s)) for m, s in f["components"]),
+            )
+            for cls, f in raw["fits"].items()
+        }
+        unrelated = np.asarray([float(v) for v in raw["unrelated_log_kl"]], dtype=np.float64)
+        priors = {str(k): float(v) for k, v in raw["priors"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise LlklError(f"{where}: not a relation calibration ({type(exc).__name__})") from None
+    numbers = [v for f in fits.values() for v in (f.mean, f.sd)] + list(unrelated) + list(priors.values())
+    if not all(math.isfinite(v) for v in numbers) or any(f.sd <= 0 for f in fits.values()):
+        raise LlklError(f"{where}: a relation calibration with non-finite or non-positive values")
+    return Calibration(fits, unrelated, priors)
+
+
 INDEXED_PAIRS_PER_CLASS = 200  # bounds the rows read: ~2,400 rows at most over the classes
 
 
-def calibrate_from_rows(entries: pl.DataFrame, rows, mean_bytes: float, seed: int = 0) -> Calibration:
+def calibrate_from_rows(
+    entries: pl.DataFrame, rows, mean_bytes: float, seed: int = 0, limit: int = INDEXED_PAIRS_PER_CLASS
+) -> Calibration:
     """Calibrate like :func:`calibrate_from_matrix` from a sample of each class's labelled pairs,
     reading only the rows they need (``rows(positions) -> clipped rows``): for a dataset queried
     through its index, whose whole matrix is never loaded."""
@@ -326,8 +370,8 @@ def calibrate_from_rows(entries: pl.DataFrame, rows, mean_bytes: float, seed: in
     rng = np.random.default_rng(seed)
     chosen = {}
     for cls, (a, b) in labelled_pairs(entries).items():
-        if a.size > INDEXED_PAIRS_PER_CLASS:
-            pick = rng.choice(a.size, INDEXED_PAIRS_PER_CLASS, replace=False)
+        if a.size > limit:
+            pick = rng.choice(a.size, limit, replace=False)
             a, b = a[pick], b[pick]
         chosen[cls] = (a, b)
     needed = sorted({int(p) for a, b in chosen.values() for p in np.concatenate([a, b])})

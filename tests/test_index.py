@@ -29,10 +29,10 @@ def families(k: int, n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     v = rng.standard_normal((8, n)) * np.arange(8, 0, -1)[:, None] * 3
     fam = rng.standard_normal((k // 10 + 1, 8))
-    out = -300 + rng.standard_normal(n) * 50 + (fam[np.arange(k) // 10] @ v)
+    out = -400 + rng.standard_normal(n) * 30 + (fam[np.arange(k) // 10] @ v)
     out += rng.standard_normal((k, n)) * 0.8
     out += rng.standard_normal((k, 1)) * 20
-    out = out.astype(np.float32)
+    out = np.minimum(out, -1.0).astype(np.float32)  # log-likelihoods: a reader refuses positive ones
     out[1] = out[0]  # an exact duplicate
     out[2] = out[0] + np.float32(1e-4)  # same distances up to a constant shift: a tie
     out[3] = out[0] + (1e-5 * rng.standard_normal(n)).astype(np.float32)  # a near tie
@@ -191,7 +191,7 @@ def test_merge_keeps_the_basis_for_alike_contributions_and_refits_for_others(tmp
     assert second.info.n_entries == 200
     np.testing.assert_array_equal(first.basis, second.basis)  # kept: same structure
     rng = np.random.default_rng(9)
-    odd = (-300 + 80 * rng.standard_normal((30, 256))).astype(np.float32)  # structure the basis misses
+    odd = np.minimum(-400 + 80 * rng.standard_normal((30, 256)), -1.0).astype(np.float32)  # structure the basis misses
     rows = [{"entry_id": f"odd/m-{i:03d}@main"} for i in range(30)]
     merge([write_dataset(tmp_path / "c", odd, rows=rows)], out)
     third = DatasetFolder(out).read_index()

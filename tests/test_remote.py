@@ -135,6 +135,7 @@ def test_hub_nearest_downloads_the_index_only_pinned_to_a_commit(dataset, hub):
     assert result.table["entry_id"].to_list() == llkl_db.open(dataset).nearest(name, k=4).table["entry_id"].to_list()
     assert sorted(f for f, _ in hub.downloads) == [
         "index/basis.parquet",
+        "index/calibration.json",
         "index/entries.parquet",
         "index/index.json",
         "llkl-db.json",
