@@ -53,6 +53,7 @@ FLAGS = {
     "bos_policy": "--bos-policy",
     "definitions": "--definitions",
     "neighbours": "--neighbours",
+    "d": "--dim",
     "texts": "--texts",
 }
 

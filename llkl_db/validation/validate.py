@@ -192,7 +192,11 @@ def _check_memory(folder: DatasetFolder, n_texts: int) -> None:
 
     from llkl_db.memory import require_memory
 
-    for path in folder.vector_files():
+    try:
+        files = folder.vector_files()
+    except LlklError:
+        return  # a folder that cannot be listed: reported by the per-file checks
+    for path in files:
         try:
             rows = pq.read_metadata(path).num_rows
         except Exception:
