@@ -22,6 +22,7 @@ from llkl_db import relations
 from llkl_db.bos import bos_note
 from llkl_db.errors import BadValueError, LlklError
 from llkl_db.io.folder import ROWS_PER_GROUP, DatasetFolder, open_folder
+from llkl_db.io.jsonfile import read_json
 from llkl_db.io.metadata import DatasetMetadata
 from llkl_db.io.source import resolve_source
 from llkl_db.io.vectors import FILE_COLUMN
@@ -188,7 +189,7 @@ class _Store:
         if self.use_index:  # the calibration published with the index, else a sample of rows
             published = self.folder.index_path("calibration.json")
             if published.is_file():
-                return relations.calibration_from_json(_read_json(published), str(published))
+                return relations.calibration_from_json(read_json(published), str(published))
             return relations.calibrate_from_rows(self.entries, self.rows, self.metadata.mean_text_bytes)
         return relations.calibrate_from_matrix(self.entries, self.clipped, self.metadata.mean_text_bytes)
 
@@ -574,16 +575,3 @@ def _to_pandas(frame: pl.DataFrame):
     except ImportError:
         raise ImportError("to_pandas() needs pandas: pip install pandas (to_polars() needs nothing more)") from None
     return frame.to_pandas()
-
-
-def _read_json(path: Path) -> object:
-    import json
-
-    try:
-        return json.loads(path.read_text("utf-8"), parse_constant=_no_constant)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise LlklError(f"{path}: not readable JSON ({type(exc).__name__})") from None
-
-
-def _no_constant(name: str) -> object:
-    raise ValueError(f"{name} is not a number")

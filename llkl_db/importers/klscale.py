@@ -37,7 +37,6 @@ float16, revision ``unknown`` for models without a recorded one.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import shutil
@@ -128,12 +127,9 @@ def _require(folder: Path, name: str) -> Path:
 
 
 def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LlklError(f"{path}: cannot read ({type(exc).__name__})") from None
-    except json.JSONDecodeError as exc:
-        raise LlklError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    from llkl_db.io.jsonfile import read_json
+
+    return read_json(path)
 
 
 def _pickle(path: Path) -> Any:

@@ -12,6 +12,7 @@ from llkl_db.errors import BadValueError, LlklError
 from llkl_db.schema import METADATA_FILE, SCHEMA_VERSION
 
 from .atomic import write_text_atomic
+from .jsonfile import read_json
 
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
 
@@ -44,10 +45,6 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # A text set's name names its file (texts/<text_set>.parquet): letters, digits, '.', '_', '-'.
 _TEXT_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _OPTIONAL = {"clip_percentile", "clip_threshold", "layer_clip_threshold"}
-
-
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _is_number(value: object) -> bool:
@@ -100,10 +97,7 @@ def read_metadata(root: Path) -> DatasetMetadata:
     path = root / METADATA_FILE
     if not path.is_file():
         raise LlklError(f"{path}: missing dataset metadata file ({METADATA_FILE})")
-    try:
-        raw = json.loads(path.read_text("utf-8"), parse_constant=_refuse_constant)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
-        raise LlklError(f"{path}: not valid JSON ({str(exc).splitlines()[0][:200]})") from None
+    raw = read_json(path)
     if not isinstance(raw, dict):
         raise LlklError(f"{path}: expected a JSON object")
     problem = metadata_problem(raw)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from llkl_db.errors import LlklError
-from llkl_db.schema import field_names, spec
+from llkl_db.schema import field_names
 
 from .atomic import atomic_path
 
@@ -16,7 +16,9 @@ TABLE = "model_scores"
 
 def scores_path(root: Path) -> Path:
     """Where a dataset folder keeps its model_scores table."""
-    return Path(root) / spec()["tables"][TABLE]["path"]
+    from .folder import DatasetFolder
+
+    return DatasetFolder(root).table_path(TABLE)
 
 
 def read_scores(root: Path):

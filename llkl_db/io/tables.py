@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from llkl_db.errors import LlklError
-from llkl_db.schema import PARQUET_VERSION_KEY, SCHEMA_VERSION, field_names, spec
+from llkl_db.schema import PARQUET_VERSION_KEY, SCHEMA_VERSION, field_names
 
 from .atomic import atomic_path
-from .folder import TABLES_DIR
+from .folder import TABLES_DIR, DatasetFolder
 
 WEIGHT_DISTANCES = "weight_distances"
 WEIGHT_KEY = ("model_id", "revision_a", "revision_b")
@@ -18,7 +18,7 @@ TABLE_KEYS = {WEIGHT_DISTANCES: WEIGHT_KEY, "model_scores": ("model_id", "score"
 
 def table_path(root: Path, name: str) -> Path:
     """Where table ``name`` of the dataset at ``root`` lives."""
-    return Path(root) / spec()["tables"][name]["path"]
+    return DatasetFolder(root).table_path(name)
 
 
 def write_table(path: Path, name: str, rows) -> None:

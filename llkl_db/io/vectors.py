@@ -87,14 +87,6 @@ def write_vectors(path: Path, rows: Sequence[dict], n_texts: int) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
-def vector_files(root: Path) -> list[Path]:
-    """The vector files of a dataset folder, sorted (regular files only; see :func:`list_files`)."""
-    from .parquet import list_files
-
-    folder = root / VECTOR_DIR
-    return list_files(folder) if folder.is_dir() else []
-
-
 def check_file_schema(path: Path, n_texts: int) -> list[str]:
     """Check one file's footer: a regular file, readable, within the size limits of
     :func:`vector_file_limits`, our schema version, the columns and vector length.

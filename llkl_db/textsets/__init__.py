@@ -57,7 +57,11 @@ class TextSet:
 def read_text_set(path: Path, n_texts: int | None = None) -> TextSet:
     """Read a text-set Parquet file, named after its file, and hash its texts once (with
     ``n_texts``, refusing a file of another length before reading it)."""
-    frame = read_texts(path, n_texts)
+    return text_set_of(read_texts(path, n_texts), path)
+
+
+def text_set_of(frame, path: Path) -> TextSet:
+    """The TextSet of a text-set frame already read from ``path`` (:func:`read_texts`)."""
     texts = frame["text"].to_list()
     return TextSet(name=Path(path).stem, sha256=text_set_sha256(texts), texts=texts, path=Path(path))
 

@@ -85,19 +85,19 @@ def validate(
 
 
 def _check_texts(folder: DatasetFolder, report: ValidationReport) -> TextSet | None:
-    from llkl_db.textsets import read_text_set
+    from llkl_db.io.texts import read_texts
+    from llkl_db.textsets import text_set_of
 
     try:
         # Not folder.text_set, which also refuses a length other than the metadata's n_texts:
         # here that mismatch is reported on llkl-db.json, beside the other metadata checks.
-        texts = read_text_set(folder.text_set_file())
+        path = folder.text_set_file()
+        frame = read_texts(path)
     except LlklError as exc:
         report.add(folder.texts_dir, str(exc).removeprefix(f"{folder.texts_dir}: "))
         return None
-    from llkl_db.io.texts import read_texts
-
-    recorded = read_texts(texts.path)["n_bytes"].to_numpy()
-    if not np.array_equal(recorded, texts.n_bytes):
+    texts = text_set_of(frame, path)
+    if not np.array_equal(frame["n_bytes"].to_numpy(), texts.n_bytes):
         report.add(texts.path, "n_bytes does not match the UTF-8 length of the texts")
     report.text_set, report.text_set_sha256, report.n_texts = texts.name, texts.sha256, len(texts)
     return texts
