@@ -129,44 +129,96 @@ def _variant_order(variant: str, setting: str) -> tuple[int, str]:
     return (-v.bits if v.kind != "cast" else 0, setting)
 
 
-def model_pairs(entries: pl.DataFrame) -> dict[str, Pairs]:
-    """Seeds, fine-tunes, sizes within a family, same type and any two models (final entries)."""
+ALL_PAIRS_UP_TO = 3_000  # models: up to this many, every pair is enumerated (4.5 M pairs)
+SAMPLED_CROSS_PAIRS = 200_000  # beyond it, pairs of different families are sampled
+
+
+def model_pairs(entries: pl.DataFrame, seed: int = 0) -> dict[str, Pairs]:
+    """Seeds, fine-tunes, sizes within a family, same type and any two models (final entries).
+
+    Pairs within a family are all enumerated. Pairs across families (same type, any two models)
+    are too up to ALL_PAIRS_UP_TO models; beyond, SAMPLED_CROSS_PAIRS of them are drawn at random,
+    so that the work stays linear in the number of models."""
     final = final_entries(entries)
-    rows = final["_row"].to_list()
+    rows = final["_row"].to_numpy().astype(np.int64)
     ids = final["model_id"].to_list()
-    types = final["model_type"].to_list()
-    params = final["n_params"].to_list()
-    bases = final["base_model"].to_list()
-    groups = [seed_group(m) for m in ids]
-    families = [family_of(m) for m in ids]
-    by_id = dict(zip(ids, rows, strict=True))
-    found: dict[str, tuple[list[int], list[int]]] = {k: ([], []) for k in (SEEDS, FINE_TUNE, SIZES, SAME_TYPE, ANY)}
-
-    def add(name: str, i: int, j: int) -> None:
-        found[name][0].append(rows[i])
-        found[name][1].append(rows[j])
-
-    tuned: set[frozenset[str]] = set()
-    for i, base in enumerate(bases):
+    n = len(ids)
+    group = _codes([seed_group(m) for m in ids])
+    family = _codes([family_of(m) for m in ids])
+    mtype = _codes(final["model_type"].to_list())  # None is a code of its own
+    typed = np.array([t is not None for t in final["model_type"].to_list()], dtype=bool)
+    params = final["n_params"].cast(pl.Float64).to_numpy()
+    by_id = {m: i for i, m in enumerate(ids)}
+    tuned_a, tuned_b = [], []
+    for i, base in enumerate(final["base_model"].to_list()):
         if base and base in by_id and base != ids[i]:
-            found[FINE_TUNE][0].append(by_id[base])
-            found[FINE_TUNE][1].append(rows[i])
-            tuned.add(frozenset((base, ids[i])))
-    n = len(rows)
-    for i in range(n):
-        for j in range(i + 1, n):
-            if groups[i] == groups[j]:
-                add(SEEDS, i, j)
-            elif frozenset((ids[i], ids[j])) in tuned:
-                continue  # a parent and its fine-tune are their own setting
-            elif families[i] == families[j]:
-                if types[i] == types[j] and params[i] != params[j]:
-                    add(SIZES, i, j)
-            else:
-                if types[i] is not None and types[i] == types[j]:
-                    add(SAME_TYPE, i, j)
-                add(ANY, i, j)
-    return {name: _pairs(*ab) for name, ab in found.items()}
+            tuned_a.append(by_id[base])
+            tuned_b.append(i)
+    tuned = {(min(a, b), max(a, b)) for a, b in zip(tuned_a, tuned_b, strict=True)}
+
+    if n <= ALL_PAIRS_UP_TO:
+        i, j = np.triu_indices(n, 1)
+    else:
+        within = [np.triu_indices(len(m), 1) for m in _members(family)]
+        members = _members(family)
+        i = np.concatenate([m[a] for m, (a, _) in zip(members, within, strict=True)] + [np.empty(0, np.int64)])
+        j = np.concatenate([m[b] for m, (_, b) in zip(members, within, strict=True)] + [np.empty(0, np.int64)])
+        si, sj = _cross_family_sample(family, SAMPLED_CROSS_PAIRS, seed)
+        i, j = np.concatenate([i, si]), np.concatenate([j, sj])
+        order = np.lexsort((j, i))
+        i, j = i[order], j[order]
+    seeds = group[i] == group[j]
+    tuned_keys = np.array([a * n + b for a, b in tuned], dtype=np.int64)
+    is_tuned = np.isin(i * n + j, tuned_keys)
+    rest = ~seeds & ~is_tuned
+    same_family = family[i] == family[j]
+    same_params = (params[i] == params[j]) | (np.isnan(params[i]) & np.isnan(params[j]))
+    sizes = rest & same_family & (mtype[i] == mtype[j]) & ~same_params
+    cross = rest & ~same_family
+    same_type = cross & typed[i] & (mtype[i] == mtype[j])
+    out = {
+        SEEDS: Pairs(rows[i[seeds]], rows[j[seeds]]),
+        FINE_TUNE: Pairs(rows[np.asarray(tuned_a, dtype=np.int64)], rows[np.asarray(tuned_b, dtype=np.int64)]),
+        SIZES: Pairs(rows[i[sizes]], rows[j[sizes]]),
+        SAME_TYPE: Pairs(rows[i[same_type]], rows[j[same_type]]),
+        ANY: Pairs(rows[i[cross]], rows[j[cross]]),
+    }
+    return out
+
+
+def _codes(values: list) -> np.ndarray:
+    """An integer per value, equal for equal values (None included)."""
+    seen: dict = {}
+    return np.array([seen.setdefault(v, len(seen)) for v in values], dtype=np.int64)
+
+
+def _members(codes: np.ndarray) -> list[np.ndarray]:
+    """The positions holding each code, in increasing order."""
+    order = np.argsort(codes, kind="stable")
+    splits = np.flatnonzero(np.diff(codes[order])) + 1
+    return np.split(order, splits) if codes.size else []
+
+
+def _cross_family_sample(family: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``count`` distinct pairs i < j of different families, drawn uniformly."""
+    rng = np.random.default_rng(seed)
+    n = family.size
+    found: set[tuple[int, int]] = set()
+    for _ in range(20):
+        if len(found) >= count:
+            break
+        a = rng.integers(0, n, size=2 * count)
+        b = rng.integers(0, n, size=2 * count)
+        keep = (a != b) & (family[a] != family[b])
+        lo, hi = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+        for pair in zip(lo.tolist(), hi.tolist(), strict=True):
+            found.add(pair)
+            if len(found) >= count:
+                break
+    if not found:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    pairs = np.array(sorted(found), dtype=np.int64)
+    return pairs[:, 0], pairs[:, 1]
 
 
 def layer_pairs(entries: pl.DataFrame) -> dict[str, Pairs]:
