@@ -20,10 +20,10 @@ from pathlib import Path
 
 from llkl_db.builders.jobs import Job
 from llkl_db.errors import BadValueError, LlklError
+from llkl_db.io.folder import FAILURES_FILE, DatasetFolder  # noqa: F401 - FAILURES_FILE: the log's name
 from llkl_db.variants import get_variant
 
 JOB_FIELDS = {f.name for f in fields(Job)} - {"extra"}
-FAILURES_FILE = "failures.jsonl"
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ def record_failure(out: Path, job: Job, reason: str) -> None:
     When the line cannot be written (disk full), the log is put back as it was (a log created
     here is removed, never left empty or with half a line) and the OSError propagates."""
     out.mkdir(parents=True, exist_ok=True)
-    path = out / FAILURES_FILE
+    path = DatasetFolder(out).failures_path
     line = json.dumps({"job": job.key, "reason": reason, "at": datetime.now(UTC).isoformat()})
     existed = path.exists()
     size = path.stat().st_size if existed else 0

@@ -222,11 +222,6 @@ def nearest_priors(relations: list[str | None], share: float = PRIOR_SHARE) -> d
     return {cls: share * freq[cls] + (1 - share) / len(CLASSES) for cls in CLASSES}
 
 
-def nearest_relations(metas: list[dict], nearest: np.ndarray) -> list[str | None]:
-    """The metadata relation of entry i to entry ``nearest[i]`` (negative: none), for each i."""
-    return [metadata_relation(metas[i], metas[int(j)]) if j >= 0 else None for i, j in enumerate(nearest)]
-
-
 def calibrate(kl_by_class: dict[str, np.ndarray], priors: dict[str, float] | None = None) -> Calibration:
     """Fit each class on its labelled KL values (bits/byte); too few -> the reference scale.
     Keys 'CLASS|setting' are settings of one class, each fitted on its own (a mixture with equal

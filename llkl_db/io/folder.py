@@ -304,16 +304,6 @@ class DatasetFolder:
         """Write entries (dicts keyed by schema field) to one vector file of this folder."""
         write_vectors(path, rows, self.n_texts)
 
-    def write_vector_table(self, path: Path, table) -> None:
-        """Write an Arrow table of entries (schema v1 vector columns) to one vector file,
-        atomically, in row groups of ``ROWS_PER_GROUP`` entries."""
-        import pyarrow.parquet as pq
-
-        from .atomic import atomic_path
-
-        with atomic_path(path) as tmp:
-            pq.write_table(table, tmp, row_group_size=ROWS_PER_GROUP, **vector_write_options(table.schema))
-
     @contextmanager
     def vector_writer(self, path: Path) -> Iterator:
         """Stream entries into one vector file (atomic, row groups of ``ROWS_PER_GROUP``):
