@@ -132,3 +132,11 @@ def test_a_penalty_at_the_edge_of_its_grid_is_warned(dataset, monkeypatch):
     monkeypatch.setattr(ridge, "best_alpha", lambda *a, **k: DEFAULT_ALPHAS[-1])
     result = runner.invoke(app, ["predict", "score_v1_ARC", "--dataset", str(dataset), "--folds", "6"])
     assert result.exit_code == 0 and "warning: the ridge penalty chosen in 6 of 6 fits is the largest" in result.stderr
+
+
+def test_predict_for_an_unknown_model_is_one_line_with_the_closest_names(dataset):
+    result = runner.invoke(app, ["predict", "score_v1_MMLU", "--model", "no/such-model", "--dataset", str(dataset)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "no/such-model" in lines[0]
+    assert "Traceback" not in result.output and result.stdout == ""
