@@ -53,7 +53,8 @@ def test_card_front_matter_declares_a_default_config_a_licence_name_and_every_ta
     assert configs["models"].get("default") is True and sum(bool(c.get("default")) for c in configs.values()) == 1
     body = (published / "README.md").read_text()
     assert " th percentile" not in body and "(2nd percentile)" in body
-    assert "author  = {Kishino, Ryo and Takase, Yusuke and Oyama, Momose and Yamagiwa, Hiroaki and" in body
+    assert "author    = {Kishino, Ryo and Takase, Yusuke and Oyama, Momose and Yamagiwa, Hiroaki and" in body
+    assert "Findings of the Association for Computational Linguistics: ACL 2026" in body
 
 
 def test_every_config_loads_with_datasets_offline(published, monkeypatch):
