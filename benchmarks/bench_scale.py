@@ -67,6 +67,7 @@ def family_block(rng, n, size, V, sigmas, base, shared):
     noise_scale = np.array([0.3 if k[0] == "quant" else 1.5 for k in kinds], dtype=np.float32)[:, None]
     out += noise_scale * rng.standard_normal((m, n), dtype=np.float32)
     out += (20.0 * rng.standard_normal((m, 1))).astype(np.float32)
+    np.minimum(out, -1.0, out=out)  # log-likelihoods: readers refuse positive ones
     return out.astype(np.float32), kinds, shared
 
 
