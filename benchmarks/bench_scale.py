@@ -67,7 +67,6 @@ def family_block(rng, n, size, V, sigmas, base, shared):
     noise_scale = np.array([0.3 if k[0] == "quant" else 1.5 for k in kinds], dtype=np.float32)[:, None]
     out += noise_scale * rng.standard_normal((m, n), dtype=np.float32)
     out += (20.0 * rng.standard_normal((m, 1))).astype(np.float32)
-    np.minimum(out, -1.0, out=out)  # log-likelihoods: readers refuse positive ones
     return out.astype(np.float32), kinds, shared
 
 
@@ -115,6 +114,7 @@ def generate(k: int, n: int, out: Path, families: int | None, seed: int = 0) -> 
                 extra = size - block.shape[0]
                 block = np.vstack([block, block[-extra:] + 1.5 * rng.standard_normal((extra, n), dtype=np.float32)])
                 kinds = kinds + [("ft", kinds[-1][1], 1000 + j, None) for j in range(extra)]
+            np.minimum(block, -1.0, out=block)  # log-likelihoods: readers refuse positive ones
             rows = []
             for i, (kind, z, x, variant) in enumerate(kinds):
                 model = f"synth/fam{f:04d}-s{z}" + (f"-ft{x}" if kind == "ft" else "")
