@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from llkl_db.errors import LlklError
 from llkl_db.indexing import build_index
 from llkl_db.io import swap
 from llkl_db.io.folder import DatasetFolder
+from llkl_db.io.source import embedded_dataset_path
 from llkl_db.math.quantile import StreamingPercentile
 from llkl_db.merge import merge
 from llkl_db.validation import validate
@@ -183,3 +185,23 @@ def test_validate_reads_a_file_in_batches_and_names_rows_across_them(tmp_path, m
     assert len(report.entries) == 89
     with pytest.raises(LlklError, match="keeping the vectors"):
         validate(root, keep_vectors=True)
+
+
+def test_the_embedded_dataset_ships_a_valid_index_that_a_merge_rebuilds(tmp_path):
+    source = DatasetFolder(embedded_dataset_path())
+    assert source.has_index() and validate(source.root).ok
+    root = tmp_path / "emb"
+    shutil.copytree(source.root, root)
+    old = llkl_db.open(root)
+    original = old.entry(old.entries["entry_id"][0])
+    shard = DatasetFolder(tmp_path / "shard")
+    shard.add_text_set(source.text_set)
+    row = {**original, "entry_id": "contrib/copy@main", "model_id": "contrib/copy", "revision": "main"}
+    row.update(layer=None, n_layers=None, variant=None, step=None, base_model=None, loglik=old.raw_loglik[0])
+    shard.write_entries(shard.entry_path(row["entry_id"], "models"), [row])
+    merge([shard.root], root)
+    folder = DatasetFolder(root)
+    assert folder.read_index().info.n_entries == len(old) + 1
+    assert validate(root).ok
+    top = llkl_db.open(root).nearest("contrib/copy@main", k=1)
+    assert top.search["method"] == "index" and top.table["entry_id"][0] == original["entry_id"]
