@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 import llkl_db
 from llkl_db import math as llmath
+from llkl_db.analysis import entry_map, scale_table
 from llkl_db.cli.app import app
 from llkl_db.errors import LlklError
 from llkl_db.indexing import build_index
@@ -205,3 +206,29 @@ def test_the_embedded_dataset_ships_a_valid_index_that_a_merge_rebuilds(tmp_path
     assert validate(root).ok
     top = llkl_db.open(root).nearest("contrib/copy@main", k=1)
     assert top.search["method"] == "index" and top.table["entry_id"][0] == original["entry_id"]
+
+
+def test_scale_reads_only_its_pairs_rows_and_whole_matrix_work_refuses_in_one_line(tmp_path, monkeypatch):
+    k, n = 400, 64
+    root = write_dataset(tmp_path / "ds", _families(k, n), clip_threshold=-450.0)
+    plain = write_dataset(tmp_path / "plain", _families(k, n), clip_threshold=-450.0)
+    build_index(DatasetFolder(root), d=4)
+    full = llkl_db.open(root)
+    full._store.clipped  # noqa: B018 - the whole matrix: the reference
+    expected = scale_table(full, max_pairs=5).table
+    monkeypatch.setenv("LLKL_DB_MEMORY_BUDGET", str(k * n * 4 // 4))  # a quarter of the matrix
+    ds = llkl_db.open(root)
+    assert scale_table(ds, max_pairs=5).table.equals(expected)
+    assert not ds._store.matrix_loaded
+    refusals = [
+        (ds.kl_matrix, "the KL matrix of 400 entries"),
+        (lambda: entry_map(ds), "the pca map of 400 entries"),
+        (lambda: scale_table(ds), "reading 400 entries"),  # every pair: every row
+        (lambda: scale_table(llkl_db.open(plain), max_pairs=5), "reading the whole matrix"),  # no index
+    ]
+    for call, what in refusals:
+        with pytest.raises(LlklError) as exc:
+            call()
+        assert "\n" not in str(exc.value) and what in str(exc.value) and "needs about" in str(exc.value)
+    got = runner.invoke(app, ["map", "--dataset", str(root)])
+    assert got.exit_code != 0 and "needs about" in got.output
