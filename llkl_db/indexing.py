@@ -73,26 +73,30 @@ def _layout(folder: DatasetFolder, entries):
 
 def _blocks(reader: RowGroupReader, layout, thresholds_row: np.ndarray, positions: np.ndarray | None = None):
     """Yield (positions, clipped float32 rows) over ``layout`` (all rows, or the row groups of
-    ``positions``), a block of about BLOCK_ROWS rows at a time."""
+    ``positions``), whole row groups of about BLOCK_ROWS rows in all at a time (at least one)."""
     files = layout["file"].to_numpy()
     rows = layout["row"].to_numpy()
-    wanted = np.arange(layout.height) if positions is None else np.sort(positions)
-    seen = np.zeros(layout.height, dtype=bool)
+    wanted = np.arange(layout.height) if positions is None else np.unique(positions)
     for rel in dict.fromkeys(files[wanted]):
         in_file = wanted[files[wanted] == rel]
         base = int(np.flatnonzero(files == rel)[0])  # storage order: a file's rows are contiguous
-        for start in range(0, in_file.size, BLOCK_ROWS):
-            got, ids, values = reader.read(rel, rows[in_file[start : start + BLOCK_ROWS]])
+        starts = reader._file(rel)[1]
+        groups, first = np.unique(np.searchsorted(starts, rows[in_file], side="right") - 1, return_index=True)
+        sizes = starts[groups + 1] - starts[groups]
+        begin = 0
+        while begin < groups.size:
+            end, total = begin + 1, sizes[begin]
+            while end < groups.size and total + sizes[end] <= BLOCK_ROWS:
+                total += sizes[end]
+                end += 1
+            stop = first[end] if end < groups.size else in_file.size
+            got, ids, values = reader.read(rel, rows[in_file[first[begin] : stop]])
             pos = base + got
-            fresh = ~seen[pos]
-            if not fresh.any():
-                continue
-            pos, values, ids = pos[fresh], values[fresh], [i for i, f in zip(ids, fresh, strict=True) if f]
-            seen[pos] = True
             if ids != layout["entry_id"][pos].to_list():
                 raise LlklError(f"{folder_hint(layout, pos)}: rows changed while indexing")
             np.maximum(values, thresholds_row[pos, None].astype(np.float32), out=values)
             yield pos, values
+            begin = end
 
 
 def folder_hint(layout, pos) -> str:
@@ -152,7 +156,7 @@ def build_index(
         created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         vector_files=vector_files,
     )
-    calibration = _calibration(reader_for(folder, n), layout, row_thr, meta.mean_text_bytes)
+    calibration = _calibration(reader_for(folder, n), layout, row_thr, n, meta.mean_text_bytes)
 
     write_text_atomic(
         folder.index_path("calibration.json"), json.dumps(relations.calibration_to_json(calibration)) + "\n"
@@ -168,17 +172,17 @@ def reader_for(folder: DatasetFolder, n_texts: int) -> RowGroupReader:
     return RowGroupReader(local_opener(str(folder.root)), n_texts, where=f"{folder.root}/")
 
 
-def _calibration(reader: RowGroupReader, layout, row_thr: np.ndarray, mean_bytes: float):
+def _calibration(reader: RowGroupReader, layout, row_thr: np.ndarray, n_texts: int, mean_bytes: float):
     """The relation calibration of the dataset (llkl_db.relations), published with the index so
     that a query through the index labels relations without reading the labelled pairs' rows."""
 
     def rows(positions: list[int]) -> np.ndarray:
         wanted = np.asarray(positions, dtype=np.int64)
-        found = {}
+        out = np.empty((wanted.size, n_texts), dtype=np.float32)
         for pos, values in _blocks(reader, layout, row_thr, wanted):
-            for p, v in zip(pos, values, strict=True):
-                found[int(p)] = v
-        return np.stack([found[int(p)] for p in wanted])
+            hit = np.isin(wanted, pos)  # keep the rows asked for, not the rest of their groups
+            out[hit] = values[np.searchsorted(pos, wanted[hit])]
+        return out
 
     try:
         return relations.calibrate_from_rows(layout, rows, mean_bytes, limit=CALIBRATION_PAIRS_PER_CLASS)
