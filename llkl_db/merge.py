@@ -7,7 +7,7 @@ Memory does not grow with the vectors: every pass reads them a block of rows at 
 (:mod:`llkl_db.indexing`), and the compacted files are written by an external bucket sort
 (:mod:`llkl_db.io.ordered`). What is held: the entries' metadata and index coordinates (K rows),
 the sample the basis is fitted on (up to 20,000 x N float64, only when a basis is fitted), a
-block of 2,048 rows (float32 and two float64 copies) and a bucket of about 128 MB.
+block of 2,048 rows (float32 and two float64 copies) and a sort bucket of 32 MB.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Rewrite the rows of vector files in a new order with bounded memory (an external bucket sort).
 
-Pass 1 reads the sources a batch at a time and appends each row to the scratch file of its
+Pass 1 reads the sources READ_BATCH_ROWS rows at a time and appends each row to the scratch file of its
 output bucket (``bucket_rows`` consecutive output positions; Arrow IPC, zstd); pass 2 reads one
 bucket at a time, sorts it and writes it. Memory: one input batch and one bucket (about
 ``BUCKET_BYTES``); disk: a compressed copy of the rows in ``scratch``, each bucket file removed
@@ -18,9 +18,9 @@ import numpy as np
 from llkl_db.errors import LlklError
 
 from .parquet import guarded
-from .vectors import ROW_METADATA_BYTES, check_vector_footer
+from .vectors import READ_BATCH_ROWS, ROW_METADATA_BYTES, check_vector_footer
 
-BUCKET_BYTES = 128 << 20
+BUCKET_BYTES = 32 << 20  # a bucket in memory takes several times this (decoded, sorted, encoded)
 POSITION = "_position"
 
 
@@ -55,9 +55,9 @@ def write_in_order(
             check_vector_footer(path, n_texts)
             at = 0
             with guarded(path):
-                pf = pq.ParquetFile(path)
+                pf = pq.ParquetFile(path, pre_buffer=False)
                 try:
-                    for batch in pf.iter_batches(batch_size=rows):
+                    for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS):
                         table = _conform(pa.Table.from_batches([batch]), schema)
                         pos = where[at : at + table.num_rows]
                         if pos.size != table.num_rows:

@@ -25,6 +25,8 @@ MAX_ENTRIES_PER_FILE = 100_000
 MAX_VALUES_PER_FILE = 2**28  # entries x N: 1 GiB of float32 log-likelihoods
 ROW_METADATA_BYTES = 64 * 1024  # metadata columns of one entry, uncompressed
 FILE_SLACK_BYTES = 1 << 20
+# Rows decoded at once by the streaming readers, without pre-buffering (which holds far more).
+READ_BATCH_ROWS = 256
 
 
 def vector_file_limits(n_texts: int) -> tuple[int, int]:
@@ -197,7 +199,7 @@ def _check_values(path, ids, block: np.ndarray) -> None:
 def iter_loglik(entries, n_texts: int, block_rows: int):
     """The matrix of :func:`read_loglik` a block of ``block_rows`` rows at a time: yields (first
     position, float32 block). ``entries`` must list whole files in storage order (as
-    :func:`scan_entries` gives them); memory holds one block and one row group being decoded."""
+    :func:`scan_entries` gives them); memory holds one block and READ_BATCH_ROWS rows decoded."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -213,9 +215,9 @@ def iter_loglik(entries, n_texts: int, block_rows: int):
         check_vector_footer(Path(path), n_texts)
         at = 0
         with guarded(path):
-            pf = pq.ParquetFile(path)
+            pf = pq.ParquetFile(path, pre_buffer=False)
             try:
-                for batch in pf.iter_batches(batch_size=block_rows, columns=["entry_id", "loglik"]):
+                for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=["entry_id", "loglik"]):
                     got = batch.column("entry_id").to_pylist()
                     column = batch.column("loglik")
                     if got != ids[at : at + len(got)] or column.null_count:

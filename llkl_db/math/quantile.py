@@ -14,12 +14,20 @@ import math
 import numpy as np
 
 _BINS = 1 << 16
+_CHUNK = 1 << 20  # values keyed at once: a few MB of temporaries, whatever the block
 
 
 def sortable_keys(values: np.ndarray) -> np.ndarray:
     """uint32 keys that sort like the float32 ``values`` (no NaN)."""
     bits = np.ascontiguousarray(values, dtype=np.float32).reshape(-1).view(np.uint32)
     return np.where(bits >> 31 == 1, ~bits, bits | np.uint32(0x80000000))
+
+
+def _keyed(values: np.ndarray):
+    """The keys of ``values`` (any shape), _CHUNK at a time."""
+    flat = np.ravel(values)
+    for start in range(0, flat.size, _CHUNK):
+        yield sortable_keys(flat[start : start + _CHUNK])
 
 
 def _value_of(key: int) -> np.float32:
@@ -38,9 +46,9 @@ class StreamingPercentile:
         self._fine: dict[int, np.ndarray] = {}
 
     def add_coarse(self, values: np.ndarray) -> None:
-        keys = sortable_keys(values)
-        self.count += keys.size
-        self._coarse += np.bincount(keys >> 16, minlength=_BINS)
+        for keys in _keyed(values):
+            self.count += keys.size
+            self._coarse += np.bincount(keys >> 16, minlength=_BINS)
 
     def _ranks(self) -> tuple[int, int, float]:
         """The two order statistics numpy interpolates between, and the weight of the second."""
@@ -66,12 +74,13 @@ class StreamingPercentile:
         return out
 
     def add_fine(self, values: np.ndarray) -> None:
-        keys = sortable_keys(values)
-        top = keys >> 16
-        for b in {b for b, _ in self._bins().values()}:
-            if b not in self._fine:
-                self._fine[b] = np.zeros(_BINS, dtype=np.int64)
-            self._fine[b] += np.bincount(keys[top == b] & 0xFFFF, minlength=_BINS)
+        bins = {b for b, _ in self._bins().values()}
+        for b in bins:
+            self._fine.setdefault(b, np.zeros(_BINS, dtype=np.int64))
+        for keys in _keyed(values):
+            top = keys >> 16
+            for b in bins:
+                self._fine[b] += np.bincount(keys[top == b] & 0xFFFF, minlength=_BINS)
 
     def value(self) -> float:
         """The percentile, as ``float(np.percentile(values, percentile))`` gives it."""

@@ -169,7 +169,7 @@ def _check_vectors(
         at = 0
         try:
             with guarded(path):  # any failure of the Parquet libraries, a panic included
-                pf = pq.ParquetFile(path)
+                pf = pq.ParquetFile(path, pre_buffer=False)
                 try:
                     for batch in pf.iter_batches(batch_size=VALIDATE_BATCH_ROWS):
                         df = pl.from_arrow(pa.Table.from_batches([batch]))
