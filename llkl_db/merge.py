@@ -12,6 +12,8 @@ block of 2,048 rows (float32 and two float64 copies) and a sort bucket of 32 MB.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ from llkl_db.io.folder import ROWS_PER_GROUP, DatasetFolder, replacing
 from llkl_db.io.metadata import DatasetMetadata, check_dataset_version
 from llkl_db.io.ordered import bucket_rows, write_in_order
 from llkl_db.io.tables import merge_tables
-from llkl_db.io.vectors import FILE_COLUMN, scan_entries
+from llkl_db.io.vectors import FILE_COLUMN, scan_entries, vector_file_limits
 from llkl_db.schema import arrow_schema
 
 
@@ -91,23 +93,50 @@ def merge(
 
 
 def _write_compacted(entries: pl.DataFrame, kinds: dict[str, str], staging: DatasetFolder, rank) -> None:
-    """One Parquet file per kind of entry (vectors/<kind>/data.parquet), rows in the index's kd
-    order (``rank``: entry_id -> _rank), so near entries share row groups: a dataset opens in a
-    few file reads however many shards and per-entry files made it, and a query's candidates
-    come in few row groups. Streaming: :func:`llkl_db.io.ordered.write_in_order`."""
+    """One Parquet file per kind of entry (vectors/<kind>/data.parquet, or data-NNN.parquet beyond
+    the rows a vector file may hold), rows in the index's kd order (``rank``: entry_id -> _rank),
+    so near entries share row groups: a dataset opens in a few file reads however many shards and
+    per-entry files made it, and a query's candidates come in few row groups. Streaming:
+    :func:`llkl_db.io.ordered.write_in_order`."""
     schema = arrow_schema("vectors", staging.n_texts)
     ranked = entries.select("entry_id", FILE_COLUMN).join(rank, on="entry_id", how="left", maintain_order="left")
     by_kind: dict[str, list[tuple[Path, np.ndarray]]] = {}
     for path, ranks in ranked.group_by(FILE_COLUMN, maintain_order=True).agg(pl.col("_rank")).iter_rows():
         by_kind.setdefault(kinds[path], []).append((Path(path), np.asarray(ranks, dtype=np.int64)))
     rows = bucket_rows(staging.n_texts, ROWS_PER_GROUP)
+    limit = max(ROWS_PER_GROUP, vector_file_limits(staging.n_texts)[0] // ROWS_PER_GROUP * ROWS_PER_GROUP)
     for kind, sources in by_kind.items():
         ranks = np.concatenate([r for _, r in sources])
         position = np.empty(ranks.size, dtype=np.int64)
         position[np.argsort(ranks, kind="stable")] = np.arange(ranks.size)
         cuts = np.cumsum([r.size for _, r in sources])[:-1]
-        path = staging.vector_path(kind, "data")
-        path.parent.mkdir(parents=True)
-        with staging.vector_writer(path) as write:
+        staging.vector_path(kind, "data").parent.mkdir(parents=True)
+        with _parts(staging, kind, ranks.size, limit) as write:
             scratch = staging.root / f".sort-{kind}"
             write_in_order([p for p, _ in sources], np.split(position, cuts), write, schema, scratch, rows)
+
+
+@contextmanager
+def _parts(staging: DatasetFolder, kind: str, total: int, limit: int) -> Iterator[Callable]:
+    """``write(table)`` of consecutive rows into vectors/<kind>/data.parquet, or, beyond the
+    rows a vector file may hold (``limit``, whole row groups), into data-000.parquet,
+    data-001.parquet, ... of ``limit`` rows each."""
+    names = ["data"] if total <= limit else [f"data-{i:03d}" for i in range(-(-total // limit))]
+    with ExitStack() as stack:
+        state = {"write": None, "left": 0, "part": 0, "stack": None}
+
+        def write(table) -> None:
+            while table.num_rows:
+                if state["write"] is None:
+                    state["stack"] = stack.enter_context(ExitStack())
+                    path = staging.vector_path(kind, names[state["part"]])
+                    state["write"] = state["stack"].enter_context(staging.vector_writer(path))
+                    state["left"], state["part"] = limit, state["part"] + 1
+                take = min(state["left"], table.num_rows)
+                state["write"](table.slice(0, take))
+                table, state["left"] = table.slice(take), state["left"] - take
+                if state["left"] == 0:
+                    state["stack"].close()  # the part is complete: renamed into place
+                    state["write"] = None
+
+        yield write

@@ -51,7 +51,7 @@ def _shards(root: Path, k: int, n: int) -> list[Path]:
     half = k // 2
     return [
         write_dataset(root / "s1", loglik[:half], rows[:half], files=3, kind="models"),
-        write_dataset(root / "s2", loglik[half:], rows[half:], files=2, kind="layers"),
+        write_dataset(root / "s2", loglik[half:], rows[half:], files=3, kind="layers"),
     ]
 
 
@@ -111,6 +111,26 @@ def test_merge_in_blocks_and_buckets_writes_the_same_bytes_and_thresholds_of_the
     got = dict(zip(merged.entries["entry_id"].to_list(), merged.raw_loglik, strict=True))
     for eid, row in zip(entries["entry_id"].to_list(), matrix, strict=True):
         np.testing.assert_array_equal(got[eid], row)
+
+
+def test_merge_splits_a_kind_over_files_beyond_the_rows_a_vector_file_may_hold(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    shards = _shards(tmp_path, 700, 48)
+    merge(shards, tmp_path / "one")
+    monkeypatch.setattr("llkl_db.io.vectors.MAX_ENTRIES_PER_FILE", 150)  # 128 rows a file: two groups
+    merge(shards, tmp_path / "parts")
+    one, parts = DatasetFolder(tmp_path / "one"), DatasetFolder(tmp_path / "parts")
+    names = [p.relative_to(parts.vectors_dir).as_posix() for p in parts.vector_files()]
+    assert names == [f"{k}/data-{i:03d}.parquet" for k in ("layers", "models") for i in range(3)]
+    for kind in ("layers", "models"):
+        files = sorted((parts.vectors_dir / kind).glob("*.parquet"))
+        assert [pq.ParquetFile(f).metadata.num_rows for f in files] == [128, 128, 94]
+        whole = pq.read_table(one.vector_path(kind, "data"))
+        assert pq.read_table(files).equals(whole)  # the same rows in the same order, cut in three
+    ds = llkl_db.open(parts.root)
+    assert len(ds.folder.read_index().files) == 6
+    assert not [p for p in validate(parts.root).problems if "provenance" not in p.reason]  # (test rows lack it)
 
 
 def test_merge_and_index_run_under_a_budget_smaller_than_the_matrix(tmp_path, monkeypatch):
