@@ -2,8 +2,10 @@
 
 The basis is fitted on a sample of whole row groups (up to ``sample`` entries, float64
 randomized SVD); every entry is then projected in blocks of row groups, so memory holds the
-sample and one block, never the K x N matrix. Clip thresholds must be recorded in llkl-db.json
-(``merge`` records them) unless the matrix fits the memory budget.
+sample and one block, never the K x N matrix. A clip threshold not recorded in llkl-db.json is
+computed exactly in two passes over blocks (:func:`clip_thresholds`). ``merge`` plans its basis
+and storage order here too (:func:`plan_for_merge`), and ``--reorder`` rewrites the vector files
+through a staging folder (:func:`reorder_by_index`).
 """
 
 from __future__ import annotations
