@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,7 @@ def generate(k: int, n: int, out: Path, families: int | None, seed: int = 0) -> 
     from llkl_db.io.folder import DatasetFolder
     from llkl_db.io.metadata import DatasetMetadata, write_metadata
     from llkl_db.io.texts import write_texts
+    from llkl_db.io.vectors import vector_file_limits
 
     rng = np.random.default_rng(seed)
     families = families or max(20, k // 250)
@@ -106,14 +108,22 @@ def generate(k: int, n: int, out: Path, families: int | None, seed: int = 0) -> 
     sizes[: k - sizes.sum()] += 1
     written = 0
     start = time.time()
-    with folder.vector_writer(folder.vector_path("models", "data")) as write:
+    limit = vector_file_limits(n)[0]  # rows a vector file may hold: a new file past them
+    with ExitStack() as files:
+        in_file = limit
         for f, size in enumerate(sizes):
+            if in_file + size > limit:
+                files.close()
+                write = files.enter_context(folder.vector_writer(folder.vector_path("models", f"data-{f:04d}")))
+                in_file = 0
+            in_file += int(size)
             block, kinds, _ = family_block(rng, n, int(size), V, sigmas, base, None)
             block, kinds = block[:size], kinds[:size]
             if block.shape[0] < size:  # pad with more fine-tunes of the last size
                 extra = size - block.shape[0]
                 block = np.vstack([block, block[-extra:] + 1.5 * rng.standard_normal((extra, n), dtype=np.float32)])
                 kinds = kinds + [("ft", kinds[-1][1], 1000 + j, None) for j in range(extra)]
+            np.minimum(block, -1.0, out=block)  # log-likelihoods: readers refuse positive ones
             rows = []
             for i, (kind, z, x, variant) in enumerate(kinds):
                 model = f"synth/fam{f:04d}-s{z}" + (f"-ft{x}" if kind == "ft" else "")

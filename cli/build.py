@@ -160,7 +160,8 @@ def index(
     reorder: Annotated[
         bool,
         typer.Option(
-            "--reorder", help="Also rewrite the vector files in the index's kd order (as merge writes them), streaming."
+            "--reorder",
+            help="Also rewrite the vector files in the index's kd order (as merge writes them): in blocks, staged, switched in.",
         ),
     ] = False,
 ) -> None:

@@ -52,6 +52,7 @@ def open(source: str | os.PathLike | None = None, revision: str | None = None) -
 INDEX_NOTE = "this dataset has no search index: `llkl-db index DIR` builds one (nearest then reads candidates only)"
 NOTE_ABOVE_BYTES = 256 << 20  # say how to build an index when the matrix is bigger than this
 BATCH_BYTES = 128 << 20  # candidates' row groups fetched at once by an indexed nearest
+GROUPS_AT_ONCE = 32  # row groups decoded at once by Dataset.loglik_rows
 
 
 class _Store:
@@ -378,7 +379,31 @@ class Dataset:
     @property
     def raw_loglik(self) -> np.ndarray:
         """The K x N matrix of this view as stored, not clipped (read from the files again)."""
+        k, n = self._rows.size, self.metadata.n_texts
+        require_memory(k * n * 4, f"reading the whole matrix ({k} entries x {n} texts, not clipped)")
         return self._store.folder.read_loglik(self._store.entries[self._rows])
+
+    def loglik_rows(self, positions: np.ndarray) -> np.ndarray:
+        """The clipped rows at ``positions`` (in this view), float32. With an index and the matrix
+        not loaded, read a few row groups at a time (memory: the rows asked for and
+        GROUPS_AT_ONCE row groups), else taken from the whole matrix."""
+        store = self._store
+        where = self._rows[np.asarray(positions, dtype=np.int64)]
+        if not store.use_index:
+            return store.clipped[where]
+        n = self.metadata.n_texts
+        require_memory(where.size * n * 4, f"reading {where.size} entries x {n} texts")
+        out = np.empty((where.size, n), dtype=np.float32)
+        order = np.argsort(where, kind="stable")
+        groups = store.group_of[where[order]]  # nondecreasing: index order is storage order
+        firsts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        for i in range(0, firsts.size, GROUPS_AT_ONCE):
+            stop = firsts[i + GROUPS_AT_ONCE] if i + GROUPS_AT_ONCE < firsts.size else order.size
+            chosen = order[firsts[i] : stop]
+            got, values = store.fetch_rows(where[chosen])
+            by_position = np.argsort(got)
+            out[chosen] = values[by_position[np.searchsorted(got[by_position], where[chosen])]]
+        return out
 
     # --- queries -------------------------------------------------------------------------
     def kl(self, a: str, b: str, bias_margin: bool = False) -> PairKL:

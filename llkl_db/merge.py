@@ -2,10 +2,18 @@
 
 The result is written beside the target and swapped in by rename, so a failed merge leaves
 the target as it was. Duplicate entry ids and mismatched text sets are refused.
+
+Memory does not grow with the vectors: every pass reads them a block of rows at a time
+(:mod:`llkl_db.indexing`), and the compacted files are written by an external bucket sort
+(:mod:`llkl_db.io.ordered`). What is held: the entries' metadata and index coordinates (K rows),
+the sample the basis is fitted on (up to 20,000 x N float64, only when a basis is fitted), a
+block of 2,048 rows (float32 and two float64 copies) and a sort bucket of 32 MB.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +22,12 @@ import polars as pl
 from llkl_db import math as llmath
 from llkl_db.card import render_card
 from llkl_db.errors import LlklError
-from llkl_db.indexing import build_index, plan_for_merge
-from llkl_db.io.folder import ROWS_PER_GROUP, DatasetFolder, replacing, vector_write_options
+from llkl_db.indexing import build_index, clip_thresholds, plan_for_merge
+from llkl_db.io.folder import ROWS_PER_GROUP, DatasetFolder, replacing
 from llkl_db.io.metadata import DatasetMetadata, check_dataset_version
-from llkl_db.io.parquet import guarded
+from llkl_db.io.ordered import bucket_rows, write_in_order
 from llkl_db.io.tables import merge_tables
-from llkl_db.io.vectors import check_vector_footer, read_loglik, scan_entries
+from llkl_db.io.vectors import FILE_COLUMN, scan_entries, vector_file_limits
 from llkl_db.schema import arrow_schema
 
 
@@ -54,10 +62,15 @@ def merge(
                 f"{folder.root}: text set {folder.text_set.key.short()} differs from "
                 f"{text_set.key.short()} of {sources[0].root}"
             )
-    files = [f for folder in sources for f in folder.vector_files()]
-    entries = scan_entries(files, len(text_set), text_set.key)
+    kinds = {}  # vector file -> the kind of its entries (its folder under vectors/)
+    for folder in sources:
+        for f in folder.vector_files():
+            parts = f.relative_to(folder.vectors_dir).parts
+            kinds[str(f)] = parts[0] if len(parts) > 1 else "models"
+    entries = scan_entries([Path(f) for f in kinds], len(text_set), text_set.key)
 
-    thresholds = _clip_thresholds(entries, len(text_set), existing if not recompute_clip else None)
+    recorded = {0: existing.clip_threshold, 1: existing.layer_clip_threshold} if existing and not recompute_clip else {}
+    thresholds = clip_thresholds(entries, len(text_set), recorded, llmath.DEFAULT_CLIP_PERCENTILE)
     metadata = DatasetMetadata(
         dataset_version=dataset_version or (existing.dataset_version if existing else "0.1.0"),
         text_set=text_set.name,
@@ -68,10 +81,10 @@ def merge(
         clip_percentile=llmath.DEFAULT_CLIP_PERCENTILE,
         layer_clip_threshold=thresholds.get(1),
     )
-    basis, rank = _index_plan(entries, len(text_set), thresholds, target if existing else None)
+    basis, rank, _ = plan_for_merge(entries, len(text_set), thresholds, target if existing else None)
     with replacing(target.root, overwrite=overwrite) as staging:
         staging.add_text_set(text_set)
-        _write_compacted(sources, staging, rank)
+        _write_compacted(entries, kinds, staging, rank)
         merge_tables(sources, staging)  # optional tables (weight distances, scores) come along
         staging.write_metadata(metadata)
         build_index(staging, basis=basis)
@@ -79,61 +92,51 @@ def merge(
     return metadata
 
 
-def _index_plan(entries, n_texts: int, thresholds: dict[int, float], existing: DatasetFolder | None):
-    """The index basis (kept or refitted, see :func:`llkl_db.indexing.plan_for_merge`) and the
-    kd order of the entries, from the clipped matrix."""
-    from llkl_db.memory import require_memory
-
-    require_memory(entries.height * n_texts * 4, f"merging {entries.height} entries x {n_texts} texts")
-    clipped = read_loglik(entries, n_texts)
-    groups = entries["layer"].is_not_null().to_numpy()
-    for g, value in thresholds.items():
-        rows = groups == bool(g)
-        clipped[rows] = np.maximum(clipped[rows], np.float32(value))
-    basis, rank, _ = plan_for_merge(entries, clipped, thresholds, existing)
-    return basis, rank
-
-
-def _write_compacted(sources: list[DatasetFolder], staging: DatasetFolder, rank) -> None:
-    """One Parquet file per kind of entry (vectors/<kind>/data.parquet), rows in the index's kd
-    order (``rank``: entry_id -> _rank), so near entries share row groups: a dataset opens in a
-    few file reads however many shards and per-entry files made it, and a query's candidates
-    come in few row groups."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+def _write_compacted(entries: pl.DataFrame, kinds: dict[str, str], staging: DatasetFolder, rank) -> None:
+    """One Parquet file per kind of entry (vectors/<kind>/data.parquet, or data-NNN.parquet beyond
+    the rows a vector file may hold), rows in the index's kd order (``rank``: entry_id -> _rank),
+    so near entries share row groups: a dataset opens in a few file reads however many shards and
+    per-entry files made it, and a query's candidates come in few row groups. Streaming:
+    :func:`llkl_db.io.ordered.write_in_order`."""
     schema = arrow_schema("vectors", staging.n_texts)
-    by_kind: dict[str, list] = {}
-    for folder in sources:
-        for f in folder.vector_files():
-            parts = f.relative_to(folder.vectors_dir).parts
-            kind = parts[0] if len(parts) > 1 else "models"
-            check_vector_footer(f, staging.n_texts)
-            with guarded(f):
-                table = pq.read_table(f)
-            columns = [
-                table[name] if name in table.column_names else pa.nulls(table.num_rows, schema.field(name).type)
-                for name in schema.names
-            ]
-            by_kind.setdefault(kind, []).append(pa.table(columns, names=schema.names).cast(schema))
-    for kind, tables in by_kind.items():
-        table = pa.concat_tables(tables)
-        ranks = pl.DataFrame({"entry_id": table["entry_id"].to_pylist()}).join(
-            rank, on="entry_id", how="left", maintain_order="left"
-        )["_rank"]
-        table = table.take(np.argsort(ranks.to_numpy(), kind="stable")).replace_schema_metadata(schema.metadata)
-        path = staging.vector_path(kind, "data")
-        path.parent.mkdir(parents=True)
-        pq.write_table(table, path, row_group_size=ROWS_PER_GROUP, **vector_write_options(schema))
+    ranked = entries.select("entry_id", FILE_COLUMN).join(rank, on="entry_id", how="left", maintain_order="left")
+    by_kind: dict[str, list[tuple[Path, np.ndarray]]] = {}
+    for path, ranks in ranked.group_by(FILE_COLUMN, maintain_order=True).agg(pl.col("_rank")).iter_rows():
+        by_kind.setdefault(kinds[path], []).append((Path(path), np.asarray(ranks, dtype=np.int64)))
+    rows = bucket_rows(staging.n_texts, ROWS_PER_GROUP)
+    limit = max(ROWS_PER_GROUP, vector_file_limits(staging.n_texts)[0] // ROWS_PER_GROUP * ROWS_PER_GROUP)
+    for kind, sources in by_kind.items():
+        ranks = np.concatenate([r for _, r in sources])
+        position = np.empty(ranks.size, dtype=np.int64)
+        position[np.argsort(ranks, kind="stable")] = np.arange(ranks.size)
+        cuts = np.cumsum([r.size for _, r in sources])[:-1]
+        staging.vector_path(kind, "data").parent.mkdir(parents=True)
+        with _parts(staging, kind, ranks.size, limit) as write:
+            scratch = staging.root / f".sort-{kind}"
+            write_in_order([p for p, _ in sources], np.split(position, cuts), write, schema, scratch, rows)
 
 
-def _clip_thresholds(entries, n_texts: int, existing: DatasetMetadata | None) -> dict[int, float]:
-    """The clip thresholds of model outputs (0) and logit-lens layers (1): the recorded ones of
-    an existing version (distances stay comparable), else the percentile of each group's values."""
-    recorded = {0: existing.clip_threshold, 1: existing.layer_clip_threshold} if existing else {}
-    groups = entries["layer"].is_not_null().to_numpy().astype(np.int8)
-    if all(recorded.get(int(g)) is not None for g in np.unique(groups)):
-        return {g: v for g, v in recorded.items() if v is not None}
-    loglik = read_loglik(entries, n_texts)
-    per_row = llmath.group_thresholds(loglik, groups, recorded, llmath.DEFAULT_CLIP_PERCENTILE)
-    return {int(g): float(per_row[groups == g][0]) for g in np.unique(groups)}
+@contextmanager
+def _parts(staging: DatasetFolder, kind: str, total: int, limit: int) -> Iterator[Callable]:
+    """``write(table)`` of consecutive rows into vectors/<kind>/data.parquet, or, beyond the
+    rows a vector file may hold (``limit``, whole row groups), into data-000.parquet,
+    data-001.parquet, ... of ``limit`` rows each."""
+    names = ["data"] if total <= limit else [f"data-{i:03d}" for i in range(-(-total // limit))]
+    with ExitStack() as stack:
+        state = {"write": None, "left": 0, "part": 0, "stack": None}
+
+        def write(table) -> None:
+            while table.num_rows:
+                if state["write"] is None:
+                    state["stack"] = stack.enter_context(ExitStack())
+                    path = staging.vector_path(kind, names[state["part"]])
+                    state["write"] = state["stack"].enter_context(staging.vector_writer(path))
+                    state["left"], state["part"] = limit, state["part"] + 1
+                take = min(state["left"], table.num_rows)
+                state["write"](table.slice(0, take))
+                table, state["left"] = table.slice(take), state["left"] - take
+                if state["left"] == 0:
+                    state["stack"].close()  # the part is complete: renamed into place
+                    state["write"] = None
+
+        yield write

@@ -10,6 +10,7 @@ import polars as pl
 
 from llkl_db import math as llmath
 from llkl_db.errors import BadValueError, LlklError
+from llkl_db.memory import require_memory
 
 from .colors import assign
 from .embedding import pca, tsne_auto
@@ -170,6 +171,11 @@ def entry_map(
         raise LlklError(f"a map needs at least two entries, this view has {len(ds)}")
     entries = ds.entries
     values = _color_values(entries, color)
+    k, n = len(ds), ds.metadata.n_texts
+    # the clipped matrix, its copy and centred copy (float32), PCA's float64 copy and SVD factor,
+    # and the K x K matrices of the Gram route or of t-SNE
+    need = k * n * 28 + (3 * k * k * 8 if method == "tsne" or k <= n else 0)
+    require_memory(need, f"the {method} map of {k} entries x {n} texts")
     centered = llmath.prepare_clipped(ds.loglik.copy()).centered
     if method == "pca":
         xy, method_note = pca(centered), "PCA (numpy)"

@@ -91,15 +91,19 @@ def scale_table(
         )
     rng = np.random.default_rng(seed)
     kl_of = _klscale_kl(ds, entries, include_excluded) if definitions == "kl-scale" else None
-    x = ds.loglik if kl_of is None else None
+    chosen = {name: _sample(pairs, max_pairs, rng) for name, pairs in settings.items()}
+    if kl_of is None:  # only the rows of the pairs chosen (read by row groups with an index)
+        needed = np.unique(np.concatenate([np.concatenate([p.a, p.b]) for p in chosen.values()]))
+        x = ds.loglik_rows(needed)
     ids = entries["entry_id"].to_list()
     rows, sampled = [], {}
     for name, pairs in settings.items():
-        used = _sample(pairs, max_pairs, rng)
+        used = chosen[name]
         if used.size < pairs.size:
             sampled[name] = pairs.size
         if kl_of is None:
-            kl, _ = kl_pairs(x, used.a, used.b, ds.metadata.mean_text_bytes)
+            a, b = np.searchsorted(needed, used.a), np.searchsorted(needed, used.b)
+            kl, _ = kl_pairs(x, a, b, ds.metadata.mean_text_bytes)
         else:
             kl = kl_of(name, used)
         q25, median, q75 = np.percentile(kl, [25, 50, 75])

@@ -25,6 +25,8 @@ MAX_ENTRIES_PER_FILE = 100_000
 MAX_VALUES_PER_FILE = 2**28  # entries x N: 1 GiB of float32 log-likelihoods
 ROW_METADATA_BYTES = 64 * 1024  # metadata columns of one entry, uncompressed
 FILE_SLACK_BYTES = 1 << 20
+# Rows decoded at once by the streaming readers, without pre-buffering (which holds far more).
+READ_BATCH_ROWS = 256
 
 
 def vector_file_limits(n_texts: int) -> tuple[int, int]:
@@ -171,19 +173,72 @@ def read_loglik(entries, n_texts: int) -> np.ndarray:
         block = df["loglik"].to_numpy()
         if block.dtype != np.float32:
             block = block.astype(np.float32)
-        bad = ~np.isfinite(block)
-        if bad.any():
-            row = int(np.flatnonzero(bad.any(axis=1))[0])
-            raise LlklError(
-                f"{path}: entry {ids[row]} has {int(bad[row].sum())} non-finite log-likelihood value(s) (NaN or inf)"
-            )
-        positive = block > MAX_LOGLIK
-        if positive.any():
-            row = int(np.flatnonzero(positive.any(axis=1))[0])
-            text = int(np.flatnonzero(positive[row])[0])
-            raise LlklError(
-                f"{path}: entry {ids[row]} has a positive log-likelihood {float(block[row, text]):.6g} at text "
-                f"{text} ({int(positive[row].sum())} value(s) above {MAX_LOGLIK}); a log-likelihood is at most 0"
-            )
+        _check_values(path, ids, block)
         out[group["_pos"].to_numpy()] = block
     return out
+
+
+def _check_values(path, ids, block: np.ndarray) -> None:
+    """Refuse NaN, infinite and positive log-likelihoods, naming the file, entry and text."""
+    bad = ~np.isfinite(block)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise LlklError(
+            f"{path}: entry {ids[row]} has {int(bad[row].sum())} non-finite log-likelihood value(s) (NaN or inf)"
+        )
+    positive = block > MAX_LOGLIK
+    if positive.any():
+        row = int(np.flatnonzero(positive.any(axis=1))[0])
+        text = int(np.flatnonzero(positive[row])[0])
+        raise LlklError(
+            f"{path}: entry {ids[row]} has a positive log-likelihood {float(block[row, text]):.6g} at text "
+            f"{text} ({int(positive[row].sum())} value(s) above {MAX_LOGLIK}); a log-likelihood is at most 0"
+        )
+
+
+def iter_loglik(entries, n_texts: int, block_rows: int):
+    """The matrix of :func:`read_loglik` a block of ``block_rows`` rows at a time: yields (first
+    position, float32 block). ``entries`` must list whole files in storage order (as
+    :func:`scan_entries` gives them); memory holds one block and READ_BATCH_ROWS rows decoded."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts: list[np.ndarray] = []
+    held = 0
+    start = 0
+    for file, group in entries.group_by(FILE_COLUMN, maintain_order=True):
+        path = file[0]
+        ids = group["entry_id"].to_list()
+        if not Path(path).exists():
+            raise LlklError(f"{path}: missing vector file (removed since the dataset was opened?)")
+        check_regular(path)
+        check_vector_footer(Path(path), n_texts)
+        at = 0
+        with guarded(path):
+            pf = pq.ParquetFile(path, pre_buffer=False)
+            try:
+                for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=["entry_id", "loglik"]):
+                    got = batch.column("entry_id").to_pylist()
+                    column = batch.column("loglik")
+                    if got != ids[at : at + len(got)] or column.null_count:
+                        raise LlklError(f"{path}: rows changed since the dataset was scanned")
+                    if not isinstance(column, pa.FixedSizeListArray):
+                        column = column.cast(pa.list_(column.type.value_type, n_texts))
+                    flat = column.flatten().to_numpy(zero_copy_only=False)
+                    block = np.array(flat.reshape(len(got), n_texts), dtype=np.float32)  # writable: callers clip
+                    _check_values(path, got, block)
+                    parts.append(block)
+                    held += block.shape[0]
+                    at += len(got)
+                    while held >= block_rows:
+                        whole = np.concatenate(parts) if len(parts) > 1 else parts[0]
+                        yield start, whole[:block_rows]
+                        start += block_rows
+                        parts = [whole[block_rows:]] if whole.shape[0] > block_rows else []
+                        held -= block_rows
+            finally:
+                pf.close()
+        if at != len(ids):
+            raise LlklError(f"{path}: rows changed since the dataset was scanned")
+    if held:
+        yield start, np.concatenate(parts) if len(parts) > 1 else parts[0]

@@ -42,14 +42,21 @@ def center_rows(clipped: np.ndarray) -> np.ndarray:
 
 
 def fit_basis(
-    sample_clipped: np.ndarray, d: int = DEFAULT_DIM, seed: int = 0, oversample: int = 16, power_iters: int = 3
+    sample_clipped: np.ndarray,
+    d: int = DEFAULT_DIM,
+    seed: int = 0,
+    oversample: int = 16,
+    power_iters: int = 3,
+    overwrite: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The top-``d`` principal directions of the row-centred, column-centred sample.
 
     Returns (mu float64 (N,), basis float32 (d, N) with orthonormal rows, singular values). A
-    randomized SVD in float64 (Halko et al.); d is capped at the sample's rank bound.
+    randomized SVD in float64 (Halko et al.); d is capped at the sample's rank bound. With
+    ``overwrite`` a float64 sample is centred in place (no copy of it is made).
     """
-    c = center_rows(sample_clipped)
+    c = sample_clipped if overwrite and sample_clipped.dtype == np.float64 else np.array(sample_clipped, np.float64)
+    c -= c.mean(axis=-1, keepdims=True)
     mu = c.mean(axis=0)
     c -= mu
     m, n = c.shape

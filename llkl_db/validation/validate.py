@@ -72,8 +72,9 @@ def validate(
     if texts is None:
         return report
     _check_metadata(folder, report, texts)
-    _check_memory(folder, len(texts.texts))
-    matrices = _check_vectors(folder, report, texts, bounds)
+    if keep_vectors:
+        _check_memory(folder, len(texts.texts))
+    matrices = _check_vectors(folder, report, texts, bounds, keep_vectors)
     _check_index(folder, report)
     _check_scores(folder, report)
     if against is not None:
@@ -125,11 +126,17 @@ def _check_metadata(folder: DatasetFolder, report: ValidationReport, texts: Text
         report.add(path, f"mean_text_bytes {meta.mean_text_bytes}, the texts give {mean_bytes:.6g}")
 
 
+VALIDATE_BATCH_ROWS = 256  # entries decoded at once: memory is one batch, whatever the dataset's size
+
+
 def _check_vectors(
-    folder: DatasetFolder, report: ValidationReport, texts: TextSet, bounds: Bounds
+    folder: DatasetFolder, report: ValidationReport, texts: TextSet, bounds: Bounds, keep_vectors: bool
 ) -> dict[str, np.ndarray]:
-    """Per-entry checks; returns the vectors by entry id (for a recompute check)."""
+    """Per-entry checks, a batch of VALIDATE_BATCH_ROWS entries at a time; returns the vectors by
+    entry id when ``keep_vectors`` (for a recompute check), else nothing."""
     import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from llkl_db.io.parquet import guarded
     from llkl_db.io.vectors import check_file_schema
@@ -148,9 +155,8 @@ def _check_vectors(
     for path in files:
         try:
             columns = check_file_schema(path, n)  # footer first: size limits, then schema
-            with guarded(path):  # any failure of the Parquet libraries, a panic included
+            with guarded(path):
                 schema = pl.read_parquet_schema(path)
-                df = pl.read_parquet(path)
         except LlklError as exc:
             report.add(path, str(exc).removeprefix(f"{path}: "))
             continue
@@ -160,34 +166,50 @@ def _check_vectors(
             continue
         if schema["loglik"].inner != pl.Float32:
             report.add(path, f"loglik must hold float32 values (schema v1), found {schema['loglik'].inner}")
-        if df.height == 0:
-            report.add(path, "holds no entries")
+        at = 0
+        try:
+            with guarded(path):  # any failure of the Parquet libraries, a panic included
+                pf = pq.ParquetFile(path, pre_buffer=False)
+                try:
+                    for batch in pf.iter_batches(batch_size=VALIDATE_BATCH_ROWS):
+                        df = pl.from_arrow(pa.Table.from_batches([batch]))
+                        _check_batch(report, path, df, at, seen, vectors if keep_vectors else None, texts, bounds)
+                        at += df.height
+                finally:
+                    pf.close()
+        except LlklError as exc:
+            report.add(path, str(exc).removeprefix(f"{path}: "))
             continue
-        matrix = df["loglik"].to_numpy().astype(np.float64, copy=False)
-        tokens = df["n_tokens"] if "n_tokens" in df.columns else None
-        meta = df.drop([c for c in ("loglik", "n_tokens") if c in df.columns]).to_dicts()
-        for i, row in enumerate(meta):
-            eid = row.get("entry_id")
-            if eid is None:
-                report.add(path, f"row {i} has no entry_id")
-                continue
-            if eid in seen:
-                report.add(path, f"duplicate entry id (also in {seen[eid]})", eid)
-                continue
-            seen[eid] = path
-            token_row = (
-                None if tokens is None or tokens[i] is None else np.asarray(tokens[i].to_numpy(), dtype=np.int64)
-            )
-            _check_entry(report, path, row, matrix[i], token_row, texts, bounds)
-            report.entries.append(eid)
-            report.entry_rows.append({**row, "_file": str(path)})
-            vectors[eid] = matrix[i]
+        if at == 0:
+            report.add(path, "holds no entries")
     return vectors
 
 
+def _check_batch(report, path: Path, df, first_row: int, seen: dict, vectors: dict | None, texts, bounds) -> None:
+    """The checks of each entry of one batch of a vector file (rows from ``first_row``)."""
+    matrix = df["loglik"].to_numpy().astype(np.float64, copy=False)
+    tokens = df["n_tokens"] if "n_tokens" in df.columns else None
+    meta = df.drop([c for c in ("loglik", "n_tokens") if c in df.columns]).to_dicts()
+    for i, row in enumerate(meta):
+        eid = row.get("entry_id")
+        if eid is None:
+            report.add(path, f"row {first_row + i} has no entry_id")
+            continue
+        if eid in seen:
+            report.add(path, f"duplicate entry id (also in {seen[eid]})", eid)
+            continue
+        seen[eid] = path
+        token_row = None if tokens is None or tokens[i] is None else np.asarray(tokens[i].to_numpy(), dtype=np.int64)
+        _check_entry(report, path, row, matrix[i], token_row, texts, bounds)
+        report.entries.append(eid)
+        report.entry_rows.append({**row, "_file": str(path)})
+        if vectors is not None:
+            vectors[eid] = matrix[i].copy()
+
+
 def _check_memory(folder: DatasetFolder, n_texts: int) -> None:
-    """Validation reads one vector file at a time (a frame and a float64 copy): refuse, in one
-    line, a file whose rows would not fit the memory budget."""
+    """Kept vectors (for a recompute check) are every entry's float64 vector: refuse, in one
+    line, a folder whose vectors would not fit the memory budget."""
     import pyarrow.parquet as pq
 
     from llkl_db.memory import require_memory
@@ -196,12 +218,13 @@ def _check_memory(folder: DatasetFolder, n_texts: int) -> None:
         files = folder.vector_files()
     except LlklError:
         return  # a folder that cannot be listed: reported by the per-file checks
+    rows = 0
     for path in files:
         try:
-            rows = pq.read_metadata(path).num_rows
+            rows += pq.read_metadata(path).num_rows
         except Exception:
             continue  # unreadable: reported by the per-file checks
-        require_memory(rows * n_texts * 16, f"validating {path} ({rows} entries x {n_texts} texts)")
+    require_memory(rows * n_texts * 8, f"keeping the vectors of {folder.root} ({rows} entries x {n_texts} texts)")
 
 
 INDEX_SAMPLE = 32
