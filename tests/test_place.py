@@ -341,3 +341,67 @@ def test_place_scores_a_tiny_model_resumably(tmp_path):
     eos = write_dataset(tmp_path / "eos", loglik, rows)
     refused = runner.invoke(app, ["place", str(model), "--dataset", str(eos), "--texts", "10", "--device", "cpu"])
     assert refused.exit_code != 0 and "bos_policy" in refused.output and "Traceback" not in refused.output
+
+
+def test_build_completes_a_partial_shard_scoring_only_the_missing_texts(tmp_path):
+    pytest.importorskip("torch")
+    from tiny_models import save_tiny
+
+    model = save_tiny(tmp_path / "llama", "llama")
+    n = 30
+    root = write_dataset(tmp_path / "ds", synthetic_loglik(4, n, seed=3))
+    key = llkl_db.open(root).folder.text_set_key
+    save = tmp_path / "save"
+    placed = runner.invoke(
+        app,
+        [
+            "place",
+            str(model),
+            "--dataset",
+            str(root),
+            "--save",
+            str(save),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--texts",
+            "12",
+        ],
+    )
+    assert placed.exit_code == 0, placed.output
+    shard = next((save / "partial").glob("*.parquet"))
+    partial = read_vector(shard, key, n)
+    # shifted values: the build must take them from the shard, not score those texts again
+    write_partial(shard, PartialVector(partial.meta, partial.text_ids, partial.loglik - 1.0, partial.n_tokens))
+    build = [
+        "build",
+        str(model),
+        "--texts",
+        str(next((root / "texts").glob("*.parquet"))),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
+    out = runner.invoke(app, [*build, "--out", str(save)])
+    assert out.exit_code == 0, out.output
+    marker = json.loads(next((save / "done").glob("*.json")).read_text())
+    assert marker["texts_from_partial_shard"] == 12 and not shard.exists()
+    completed = read_vector(save, key, n)
+    clean = runner.invoke(app, [*build, "--out", str(tmp_path / "clean")])
+    assert clean.exit_code == 0, clean.output
+    full = read_vector(tmp_path / "clean", key, n)
+    assert completed.meta["entry_id"] == full.meta["entry_id"] == partial.meta["entry_id"]
+    reused = np.isin(np.arange(n), partial.text_ids)
+    np.testing.assert_allclose(completed.loglik[reused], full.loglik[reused] - 1.0, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(completed.loglik[~reused], full.loglik[~reused], rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(completed.n_tokens, full.n_tokens)
+    # a partial shard scored otherwise (another dtype) is refused in one line, and left in place
+    other = tmp_path / "other"
+    write_partial(
+        other / "partial" / shard.name,
+        PartialVector({**partial.meta, "dtype": "bfloat16"}, partial.text_ids, partial.loglik, partial.n_tokens),
+    )
+    refused = runner.invoke(app, [*build, "--out", str(other)])
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+    assert "a partial shard with dtype bfloat16, this build's is float32" in refused.output
+    assert (other / "partial" / shard.name).exists() and not list(other.glob("vectors/**/*.parquet"))
