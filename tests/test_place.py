@@ -405,3 +405,53 @@ def test_build_completes_a_partial_shard_scoring_only_the_missing_texts(tmp_path
     assert refused.exit_code != 0 and "Traceback" not in refused.output
     assert "a partial shard with dtype bfloat16, this build's is float32" in refused.output
     assert (other / "partial" / shard.name).exists() and not list(other.glob("vectors/**/*.parquet"))
+
+
+def test_place_killed_mid_scoring_resumes_to_the_same_answer(tmp_path):
+    pytest.importorskip("torch")
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tiny_models import save_tiny
+
+    model = save_tiny(tmp_path / "llama", "llama")
+    n = 160  # ten chunks of 16 texts
+    rng = np.random.default_rng(4)
+    texts = [" ".join(f"w{rng.integers(1000)}" for _ in range(12)) for _ in range(n)]
+    root = write_dataset(tmp_path / "ds", synthetic_loglik(4, n, seed=3), texts=texts)
+    key = llkl_db.open(root).folder.text_set_key
+
+    def command(save: Path) -> list[str]:
+        return [sys.executable, "-m", "llkl_db.cli", "place", str(model), "--dataset", str(root), "--save", str(save)]
+
+    args = ["--device", "cpu", "--quiet", "--texts", str(n), "--json"]
+    save = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [*command(save), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(save.glob("partial/*.parquet")):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    shard = next(save.glob("partial/*.parquet"))
+    before = read_vector(shard, key, n)
+    assert 0 < before.n_scored < n and before.n_scored % 16 == 0, "the kill should land mid-scoring"
+    assert [p.name for p in save.rglob("*")] == ["partial", shard.name]  # nothing half-written beside it
+    again = subprocess.run([*command(save), *args], capture_output=True, text=True, check=True)
+    assert f"resuming from {shard}: {before.n_scored} text(s) already scored" in again.stderr
+    assert f"scoring {n - before.n_scored} text(s)" in again.stderr
+    after = read_vector(shard, key, n)
+    np.testing.assert_array_equal(after.text_ids, np.arange(n))  # none lost, none twice
+    clean = subprocess.run([*command(tmp_path / "clean"), *args], capture_output=True, text=True, check=True)
+    uninterrupted = read_vector(tmp_path / "clean", key, n)
+    np.testing.assert_allclose(after.loglik, uninterrupted.loglik, rtol=1e-6)
+    resumed, plain = json.loads(again.stdout), json.loads(clean.stdout)
+    assert [r["entry_id"] for r in resumed["neighbours"]] == [r["entry_id"] for r in plain["neighbours"]]
+    np.testing.assert_allclose(
+        [r["kl_bpb"] for r in resumed["neighbours"]], [r["kl_bpb"] for r in plain["neighbours"]], rtol=1e-5
+    )
+    assert resumed["verdict"]["text"] == plain["verdict"]["text"]
