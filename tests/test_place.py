@@ -455,3 +455,28 @@ def test_place_killed_mid_scoring_resumes_to_the_same_answer(tmp_path):
         [r["kl_bpb"] for r in resumed["neighbours"]], [r["kl_bpb"] for r in plain["neighbours"]], rtol=1e-5
     )
     assert resumed["verdict"]["text"] == plain["verdict"]["text"]
+
+
+def test_relation_calibration_honours_the_filter(family, tmp_path):
+    root, query, _ = family
+    shard = _shard(tmp_path / "v.parquet", root, np.arange(300), query)
+    args = ["place", "--vector", str(shard), "--dataset", str(root), "--json"]
+
+    def placed(*where: str) -> dict:
+        out = runner.invoke(app, [*args, *where])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)
+
+    whole = placed()["calibration"]
+    assert "of this dataset" in whole and "fine-tune/continued training: dataset (3 pairs)" in whole
+    assert "unrelated: dataset (30 pairs)" in whole
+    # two families: their unrelated pairs remain, each derived class has too few and says so
+    two = placed("--where", "model_id NOT LIKE 'org/fam2%'")
+    assert "of the 10 entries the filter keeps" in two["calibration"]
+    assert "unrelated: dataset (11 pairs)" in two["calibration"]
+    assert "fine-tune/continued training: reference scale" in two["calibration"] and two["notes"]
+    one = placed("--where", "model_id LIKE 'org/fam0%'")
+    assert any("reference scale" in n and "too few labelled pairs in the 5 entries" in n for n in one["notes"])
+    ds = llkl_db.open(root)
+    assert ds.filter("model_id NOT LIKE 'org/fam2%'").calibration.fits[rel.UNRELATED].n_pairs == 11
+    assert ds.filter("entry_id IS NOT NULL").calibration is ds.calibration  # all kept: the dataset's own

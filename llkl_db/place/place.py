@@ -248,7 +248,7 @@ def place(
         order, kl, se, se_total = rank(rows, query, n, mean_bytes, k, choice.weights, choice.k1)
     positions = ds._rows[order]
     shown = store.entries[positions].select("entry_id", "model_type", "n_params")
-    calibration = store.calibration
+    calibration = ds.calibration
     columns = ["model_id", "revision", "layer", "variant", "base_model", "model_type"]
     query_meta = None
     if meta is not None and meta.get("model_id"):
