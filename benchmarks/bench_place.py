@@ -218,10 +218,11 @@ def evaluate(
             top1 += float(order[0] == best_full[0])
             # ties: the full-text top two closer than 2 paired SE (the pair's SE, when the estimate's
             # first is one of them), and the estimate flagging its own top two as a tie
-            if order[0] in best_full[:2]:
+            paired = not np.isnan(pair).all()  # the weighted estimator has no paired SE
+            if paired and order[0] in best_full[:2]:
                 other = best_full[1] if order[0] == best_full[0] else best_full[0]
                 ties_full.append(exact[best_full[1]] - exact[best_full[0]] < 2 * sep[other])
-            tie = kl[1] - kl[0] < 2 * pair[1]
+            tie = paired and kl[1] - kl[0] < 2 * pair[1]
             flagged += int(tie)
             unflagged_right += int(not tie and order[0] == best_full[0])
             # a near tie (two entries within 5% of each other, below the estimator's own bias) is
@@ -255,8 +256,8 @@ def evaluate(
                 "top1_agreement": top1 / q,
                 "top1_within_5pct": top1_tie / q,
                 "full_top2_within_2_paired_se": float(np.mean(ties_full)) if ties_full else float("nan"),
-                "flagged_ties": flagged / q,
-                "top1_unflagged": unflagged_right / (q - flagged) if q > flagged else float("nan"),
+                "flagged_ties": flagged / q if ties_full else float("nan"),
+                "top1_unflagged": unflagged_right / (q - flagged) if ties_full else float("nan"),
                 "median_rel_error_top10": float(np.median(errs)),
                 "mean_signed_rel_error_top10": float(np.mean(signed)),
                 "coverage_2se": float(np.mean(covered)),
@@ -302,6 +303,10 @@ def oracle_bound(loglik: np.ndarray, mean_bytes: float, ks) -> list[dict]:
     return out
 
 
+def _pct(value: float) -> str:
+    return "n/a" if value != value else f"{value:.1%}"
+
+
 def table(name: str, rows: list[dict]) -> str:
     out = [
         f"{name}",
@@ -316,8 +321,8 @@ def table(name: str, rows: list[dict]) -> str:
             f"| {r['selection']} | {r['estimator']} | {r['K']} | {r['top1_agreement']:.1%} / {r['top1_within_5pct']:.1%} | "
             f"{r['median_rel_error_top10']:.1%} | {r['mean_signed_rel_error_top10']:+.1%} | {r['coverage_2se']:.1%} | "
             f"{r['parent_precision']:.1%} ({r['named']} named) | {r['parent_recall']:.1%} (of {r['with_parent']}) | "
-            f"{r['new_run_false_parents']} of {r['new_runs']} | {r['full_top2_within_2_paired_se']:.1%} | "
-            f"{r['flagged_ties']:.1%} | {r['top1_unflagged']:.1%} |"
+            f"{r['new_run_false_parents']} of {r['new_runs']} | {_pct(r['full_top2_within_2_paired_se'])} | "
+            f"{_pct(r['flagged_ties'])} | {_pct(r['top1_unflagged'])} |"
         )
     return "\n".join(out)
 
