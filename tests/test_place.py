@@ -516,3 +516,18 @@ def test_relation_calibration_honours_the_filter(family, tmp_path):
     ds = llkl_db.open(root)
     assert ds.filter("model_id NOT LIKE 'org/fam2%'").calibration.fits[rel.UNRELATED].n_pairs == 11
     assert ds.filter("entry_id IS NOT NULL").calibration is ds.calibration  # all kept: the dataset's own
+
+
+def test_place_estimators_agree_on_the_nearest_and_a_bad_one_is_refused(family):
+    from llkl_db.errors import BadValueError
+    from llkl_db.place.place import place
+
+    root, query, _ = family
+    ds = llkl_db.open(root)
+    ids = choose_texts(300, 120, seed=0)
+    assisted = place(ds, ids, query[ids], k=3)
+    plain = place(ds, ids, query[ids], k=3, estimator="plain")
+    assert assisted.table["entry_id"][0] == plain.table["entry_id"][0]
+    assert (assisted.table["se_vs_first_bpb"][0] == 0.0) and (assisted.table["se_vs_first_bpb"][1:] > 0).all()
+    with pytest.raises(BadValueError, match="estimator 'nope'"):
+        place(ds, ids, query[ids], estimator="nope")

@@ -233,6 +233,8 @@ def place(
     from (``text_ids`` is then ``choice.text_ids``, repeats allowed), for its weighted estimator. ``estimator``: see :func:`rank`."""
     if k < 1:
         raise BadValueError("k", k, "must be at least 1")
+    if estimator not in ESTIMATORS:
+        raise BadValueError("estimator", estimator, f"expected one of {', '.join(ESTIMATORS)}")
     n = ds.metadata.n_texts
     ids = np.asarray(text_ids, dtype=np.int64)
     values = np.asarray(loglik, dtype=np.float64)
