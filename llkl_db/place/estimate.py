@@ -11,7 +11,8 @@ Its standard error is the delta method with the finite-population correction,
 Var(s2) ~ (1 - K/N) [m4 / K - s2^2 (K - 3) / (K (K - 1))] (the exact iid formula, shrunk by
 the share of texts not sampled), m4 the 4th central moment on the K texts: ``se_full`` is the
 error against the full-text value (it vanishes at K = N), ``se_total`` (no correction) the error
-against the infinite-text value the dataset's own SE refers to.
+against the infinite-text value the dataset's own SE refers to. ``assisted_variance`` (the
+default of ``place``) also uses the entries' values on all N texts: a regression estimator.
 """
 
 from __future__ import annotations
@@ -114,12 +115,13 @@ def assisted_variance(
     then known on every text. With l_q = m + e and a_j = m - y_j (known on every text),
     sigma2_j = Var_N(a_j) + 2 Cov_N(a_j, e) + Var_N(e): Var_N(a_j) is computed exactly;
     Cov_N(a_j, e) = (1/N) sum_s e_s (a_j,s - abar_j) is a population mean, estimated by the mean
-    over the K texts (unbiased for fixed b); Var_N(e) by (N - 1)/N RSS / (K - p - 1). Only the
+    over the K texts (unbiased for fixed b); Var_N(e) by (N - 1)/N RSS / (K - p - 1), less the
+    p Var(e) / K by which fitting b on the K texts raises the sum (to first order). Only the
     model's residual e, smaller than its difference to any regressor, is sampled: the noise of
     the difference between entries j and k is 2 mean_K(e (y_k - y_j)), against the plain
     estimator's mean_K((y_k - y_j)(2 l_q - y_j - y_k)). With b and the regressors taken from the
-    sample this is a GREG estimator: its bias is O(p / K) (measured by
-    ``benchmarks/bench_place.py``), and the derivative in b has mean zero, so the SE is that of
+    sample this is a GREG estimator: its bias, O(p / K) before that correction, is measured by
+    ``benchmarks/bench_place.py``; the derivative in b has mean zero, so the SE is that of
     the linearised value z_j,s = 2 e_s (a_j,s - abar_j) + e_s^2: sqrt((1 - K/N) s2_K(z_j) / K)
     (``se_full``; ``se_total`` adds the N texts' own noise against the infinite-text value)."""
     x = np.asarray(rows)
