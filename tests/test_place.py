@@ -323,6 +323,7 @@ def test_place_bad_input_is_one_line(family, tmp_path):
             "bos_policy",
         ),
         (["place", "--vector", str(good), "--where", "model_id = 'nobody'"], "no entries"),
+        (["place", "--vector", str(good), "--estimator", "nope"], "--estimator 'nope'"),
         (["place", "no/such-model-xyz", "--texts", "20", "--device", "cpu"], ""),
     ]
     for args, message in cases:
