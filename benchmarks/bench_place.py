@@ -10,8 +10,11 @@ parent-identification precision and recall against the labelled pairs (a named p
 verdict's candidate when its relation is same weights / quantization / fine-tune and the
 provenance test rejects "unrelated"; it is right when the metadata relate the two that way);
 the new-run check: each run's final entry placed with its whole run and the models derived from
-it left out (nothing left is its parent), counting the parents wrongly named. Both text
-selections (``--selection both``: uniform and two-stage adaptive) are measured side by side.
+it left out (nothing left is its parent), counting the parents wrongly named; near ties: the
+share of full-text top two closer than 2 paired SE, the share the estimate flags as a tie, and
+top-1 agreement when it does not. Measured side by side in one run (``--runs``): uniform texts
+with the assisted estimator (the default), uniform texts with the plain one, and the two-stage
+adaptive choice (weighted estimator).
 
     python benchmarks/bench_place.py --priors nearest   # relation priors from nearest-pair frequencies
 
@@ -135,6 +138,7 @@ def evaluate(
     max_queries: int | None = None,
     selection: str = "uniform",
     priors: bool = False,
+    estimator: str = "assisted",
 ):
     n = loglik.shape[1]
     if clipped:
@@ -179,19 +183,20 @@ def evaluate(
                 [rel.metadata_relation(metas[a], metas[b]) for a, b in zip(others, nn, strict=True)]
             )
         cal = rel.calibrate({cls: v[keep[cls]] for cls, (_, _, v) in pair_kl.items()}, found_rel)
+        stored = x[others]
         if selection == "uniform":
             texts = choose_texts(n, k, seed=seed + int(i))
-            order, kl, se, _ = rank(x[others][:, texts], x[i, texts], n, mean_bytes, others.size)
+            ranked = rank(stored, texts, x[i, texts], mean_bytes, others.size, estimator)
         else:
             # "scoring" the held-out entry returns its own stored values on the texts asked for
-            stored = x[others]
             choice, values = adaptive_texts(stored, lambda t: x[i, t], n, k, seed=seed + int(i))
-            order, kl, se, _ = rank(
-                stored[:, choice.text_ids], values, n, mean_bytes, others.size, choice.weights, choice.k1
+            ranked = rank(
+                stored, choice.text_ids, values, mean_bytes, others.size, estimator, choice.weights, choice.k1
             )
+        order, kl, se, _, pair = ranked
         cands = [ids[others[j]] for j in order[:top]]
         _, verdict = judge(cal, ids[i], cands, kl[:top], se[:top], others.size)
-        return others, order, kl, se, verdict
+        return others, order, kl, se, pair, verdict
 
     results = []
     for k in ks:
@@ -200,15 +205,26 @@ def evaluate(
         top1 = top1_tie = 0.0
         errs, signed, covered = [], [], []
         named = correct = with_parent = found = 0
+        ties_full, flagged, unflagged_right = [], 0, 0
         started = time.perf_counter()
         for i in queries:
-            others, order, kl, se, verdict = place_one(int(i), np.array([i]), k)
+            others, order, kl, se, pair, verdict = place_one(int(i), np.array([i]), k)
             est = np.empty(others.size)
             sek = np.empty(others.size)
-            est[order], sek[order] = kl, se
+            sep = np.empty(others.size)
+            est[order], sek[order], sep[order] = kl, se, pair
             exact = full[i, others]
             best_full = np.argsort(exact, kind="stable")[:top]
             top1 += float(order[0] == best_full[0])
+            # ties: the full-text top two closer than 2 paired SE (the pair's SE, when the estimate's
+            # first is one of them), and the estimate flagging its own top two as a tie
+            paired = not np.isnan(pair).all()  # the weighted estimator has no paired SE
+            if paired and order[0] in best_full[:2]:
+                other = best_full[1] if order[0] == best_full[0] else best_full[0]
+                ties_full.append(exact[best_full[1]] - exact[best_full[0]] < 2 * sep[other])
+            tie = paired and kl[1] - kl[0] < 2 * pair[1]
+            flagged += int(tie)
+            unflagged_right += int(not tie and order[0] == best_full[0])
             # a near tie (two entries within 5% of each other, below the estimator's own bias) is
             # not a disagreement: the chosen entry's full-text KL within 5% of the nearest's
             top1_tie += float(exact[order[0]] <= 1.05 * exact[best_full[0]])
@@ -227,17 +243,21 @@ def evaluate(
         false_new = 0
         for model_id, i in runs.items():
             out = [j for j, m in enumerate(metas) if m["model_id"] == model_id or m["base_model"] == model_id]
-            _, _, _, _, verdict = place_one(i, np.array(out), k)
+            verdict = place_one(i, np.array(out), k)[-1]
             false_new += verdict.parent is not None
         q = len(queries)
         results.append(
             {
                 "K": k,
                 "selection": selection,
+                "estimator": estimator if selection == "uniform" else "weighted",
                 "priors": "nearest pairs" if priors else "equal",
                 "queries": q,
                 "top1_agreement": top1 / q,
                 "top1_within_5pct": top1_tie / q,
+                "full_top2_within_2_paired_se": float(np.mean(ties_full)) if ties_full else float("nan"),
+                "flagged_ties": flagged / q if ties_full else float("nan"),
+                "top1_unflagged": unflagged_right / (q - flagged) if ties_full else float("nan"),
                 "median_rel_error_top10": float(np.median(errs)),
                 "mean_signed_rel_error_top10": float(np.mean(signed)),
                 "coverage_2se": float(np.mean(covered)),
@@ -283,22 +303,31 @@ def oracle_bound(loglik: np.ndarray, mean_bytes: float, ks) -> list[dict]:
     return out
 
 
+def _pct(value: float) -> str:
+    return "n/a" if value != value else f"{value:.1%}"
+
+
 def table(name: str, rows: list[dict]) -> str:
     out = [
         f"{name}",
         "",
-        "| selection | K | top-1 agreement (strict / within 5%) | median rel. error (top 10) | mean signed rel. error | "
-        "±2 SE coverage | parent precision | parent recall | new runs: false parents |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| selection | estimator | K | top-1 agreement (strict / within 5%) | median rel. error (top 10) | "
+        "mean signed rel. error | ±2 SE coverage | parent precision | parent recall | new runs: false parents | "
+        "full top-2 within 2 paired SE | flagged ties | top-1 when not flagged |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         out.append(
-            f"| {r['selection']} | {r['K']} | {r['top1_agreement']:.1%} / {r['top1_within_5pct']:.1%} | "
+            f"| {r['selection']} | {r['estimator']} | {r['K']} | {r['top1_agreement']:.1%} / {r['top1_within_5pct']:.1%} | "
             f"{r['median_rel_error_top10']:.1%} | {r['mean_signed_rel_error_top10']:+.1%} | {r['coverage_2se']:.1%} | "
             f"{r['parent_precision']:.1%} ({r['named']} named) | {r['parent_recall']:.1%} (of {r['with_parent']}) | "
-            f"{r['new_run_false_parents']} of {r['new_runs']} |"
+            f"{r['new_run_false_parents']} of {r['new_runs']} | {_pct(r['full_top2_within_2_paired_se'])} | "
+            f"{_pct(r['flagged_ties'])} | {_pct(r['top1_unflagged'])} |"
         )
     return "\n".join(out)
+
+
+RUNS = {"uniform": ("uniform", "assisted"), "plain": ("uniform", "plain"), "adaptive": ("adaptive", "plain")}
 
 
 def main() -> None:
@@ -306,19 +335,23 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--families", type=int, default=16)
     parser.add_argument("--max-queries", type=int, default=None)
-    parser.add_argument("--selection", choices=("uniform", "adaptive", "both"), default="both")
+    parser.add_argument(
+        "--runs",
+        default="uniform,plain,adaptive",
+        help="comma-separated: uniform (assisted estimator), plain (uniform texts, plain estimator), adaptive",
+    )
     parser.add_argument(
         "--priors", choices=("equal", "nearest"), default="equal", help="relation priors (nearest: nearest-pair freq.)"
     )
     args = parser.parse_args()
-    selections = ("uniform", "adaptive") if args.selection == "both" else (args.selection,)
+    runs = [RUNS[r] for r in args.runs.split(",")]
     nearest = args.priors == "nearest"
     report = {"synthetic": [], "embedded": []}
     loglik, entries, b = synthetic(n_families=args.families)
     print(f"synthetic: {loglik.shape[0]} entries x {loglik.shape[1]} texts, B = {b:.1f}", flush=True)
-    for sel in selections:
+    for sel, est in runs:
         report["synthetic"] += evaluate(
-            loglik, entries, b, KS, max_queries=args.max_queries, selection=sel, priors=nearest
+            loglik, entries, b, KS, max_queries=args.max_queries, selection=sel, priors=nearest, estimator=est
         )
     report["synthetic_oracle"] = oracle_bound(loglik, b, KS)
     bound = "Bound on strict top-1 agreement from the two nearest (synthetic): " + ", ".join(
@@ -328,8 +361,10 @@ def main() -> None:
     )
     x, entries, b, clipped = embedded()
     print(f"embedded: {x.shape[0]} output entries x {x.shape[1]} texts", flush=True)
-    for sel in selections:
-        report["embedded"] += evaluate(x, entries, b, (50, 100), clipped=clipped, selection=sel, priors=nearest)
+    for sel, est in runs:
+        report["embedded"] += evaluate(
+            x, entries, b, (50, 100), clipped=clipped, selection=sel, priors=nearest, estimator=est
+        )
     text = "\n\n".join(
         [
             table(f"Synthetic Markov tree ({loglik.shape[0]} entries, N = 10,000)", report["synthetic"]),

@@ -55,6 +55,7 @@ FLAGS = {
     "neighbours": "--neighbours",
     "d": "--dim",
     "texts": "--texts",
+    "estimator": "--estimator",
 }
 
 # errno -> what a user reads.

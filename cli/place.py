@@ -10,7 +10,7 @@ import typer
 from llkl_db.cli import options
 from llkl_db.cli.errors import handle_errors
 from llkl_db.cli.output import echo, note, plus_minus, print_json, print_table
-from llkl_db.errors import LlklError
+from llkl_db.errors import BadValueError, LlklError
 
 
 @handle_errors
@@ -43,6 +43,12 @@ def place(
             "entries disagree (importance-weighted; scores the model in two rounds)."
         ),
     ] = "uniform",
+    estimator: Annotated[
+        str,
+        typer.Option(
+            help="assisted: the entries nearest to MODEL predict it on every text (tighter); plain: the K texts alone."
+        ),
+    ] = "assisted",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     dataset: options.Dataset = None,
     dataset_revision: options.Revision = None,
@@ -53,13 +59,15 @@ def place(
     and what MODEL is derived from (relation, confidence, provenance p-value)."""
     import numpy as np
 
-    from llkl_db.place.place import SELECTIONS, adaptive_choice, suggest_text_count, texts_to_score
+    from llkl_db.place.place import ESTIMATORS, SELECTIONS, adaptive_choice, suggest_text_count, texts_to_score
     from llkl_db.place.place import place as place_vector
 
     if (model is None) == (vector is None):
         raise LlklError("give either MODEL or --vector")
     if selection not in SELECTIONS:
         raise LlklError(f"--selection must be one of {', '.join(SELECTIONS)}, got {selection}")
+    if estimator not in ESTIMATORS:  # before any scoring
+        raise BadValueError("estimator", estimator, f"expected one of {', '.join(ESTIMATORS)}")
     choice = None
     ds = options.open_dataset(dataset, dataset_revision, where)
     n = ds.metadata.n_texts
@@ -107,7 +115,7 @@ def place(
             values = score(ids)
         found = scored[-1]
         name = found.meta["entry_id"]
-    result = place_vector(ds, ids, values, k=k, name=name, meta=found.meta, choice=choice)
+    result = place_vector(ds, ids, values, k=k, name=name, meta=found.meta, choice=choice, estimator=estimator)
     for line in result.notes:
         note(line)
     if save is not None and vector is None:

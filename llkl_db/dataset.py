@@ -194,6 +194,24 @@ class _Store:
             return relations.calibrate_from_rows(self.entries, self.rows, self.metadata.mean_text_bytes)
         return relations.calibrate_from_matrix(self.entries, self.clipped, self.metadata.mean_text_bytes)
 
+    def calibration_of(self, rows: np.ndarray) -> relations.Calibration:
+        """The calibration on the labelled pairs among the entries ``rows`` (a filter's): classes
+        with too few pairs there fall back to the reference scale, and the description says so."""
+        if rows.size == self.entries.height:
+            return self.calibration
+        key = rows.tobytes()
+        cache = self.__dict__.setdefault("_filtered_calibrations", {})
+        if key not in cache:
+            fetch = self.rows if self.use_index else (lambda positions: self.clipped[np.asarray(positions)])
+            cache[key] = relations.calibrate_from_rows(
+                self.entries[rows],
+                lambda positions: fetch(rows[np.asarray(positions, dtype=np.int64)]),
+                self.metadata.mean_text_bytes,
+                limit=relations.MAX_PAIRS_PER_CLASS,
+                scope=f"the {rows.size} entries the filter keeps",
+            )
+        return cache[key]
+
 
 @dataclass(frozen=True)
 class PairKL:
@@ -356,8 +374,14 @@ class Dataset:
         what the metadata say, else the classifier calibrated on this dataset's labelled pairs
         (:mod:`llkl_db.relations`). ``nearest``, ``kl`` and the explorer label pairs with it."""
         return relations.label_neighbours(
-            self._store.calibration, self._store.entries, query, np.atleast_1d(others), kl_bpb, se_bpb
+            self.calibration, self._store.entries, query, np.atleast_1d(others), kl_bpb, se_bpb
         )
+
+    @property
+    def calibration(self) -> relations.Calibration:
+        """Relation classes calibrated on the labelled pairs among this view's entries (a
+        ``where`` filter's), see :mod:`llkl_db.relations`."""
+        return self._store.calibration_of(self._rows)
 
     def positions(self) -> np.ndarray:
         """The positions in the whole dataset of this view's entries, in view order."""

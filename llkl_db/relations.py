@@ -167,6 +167,7 @@ class Calibration:
     fits: dict[str, ClassFit]
     unrelated_log_kl: np.ndarray = field(default_factory=lambda: np.empty(0))
     priors: dict[str, float] = field(default_factory=dict)  # empty: equal priors
+    scope: str = "this dataset"  # whose labelled pairs: the dataset, or the entries a filter keeps
 
     @property
     def source(self) -> str:
@@ -179,9 +180,9 @@ class Calibration:
             for cls, f in self.fits.items()
         ]
         if self.source == "reference scale":
-            head = "relations use the reference scale of arXiv 2505.15353 (no labelled pairs in this dataset)"
+            head = f"relations use the reference scale of arXiv 2505.15353 (too few labelled pairs in {self.scope})"
         else:
-            head = f"relations calibrated on this dataset's labelled pairs where it has >= {MIN_PAIRS}"
+            head = f"relations calibrated on the labelled pairs of {self.scope} where it has >= {MIN_PAIRS}"
         return head + "; " + ", ".join(parts)
 
     def to_dict(self) -> dict:
@@ -222,8 +223,10 @@ def nearest_priors(relations: list[str | None], share: float = PRIOR_SHARE) -> d
     return {cls: share * freq[cls] + (1 - share) / len(CLASSES) for cls in CLASSES}
 
 
-def calibrate(kl_by_class: dict[str, np.ndarray], priors: dict[str, float] | None = None) -> Calibration:
-    """Fit each class on its labelled KL values (bits/byte); too few -> the reference scale.
+def calibrate(
+    kl_by_class: dict[str, np.ndarray], priors: dict[str, float] | None = None, scope: str = "this dataset"
+) -> Calibration:
+    """Fit each class on its labelled KL values (bits/byte) of ``scope``; too few -> the reference scale.
     Keys 'CLASS|setting' are settings of one class, each fitted on its own (a mixture with equal
     weights: checkpoints and fine-tunes, seeds and sizes are different distances)."""
     fits = {}
@@ -242,7 +245,7 @@ def calibrate(kl_by_class: dict[str, np.ndarray], priors: dict[str, float] | Non
         else:
             median, sd = REFERENCE[cls]
             fits[cls] = ClassFit(math.log(median), sd, int(pooled.size), "reference scale", ((math.log(median), sd),))
-    return Calibration(fits, unrelated, dict(priors or {}))
+    return Calibration(fits, unrelated, dict(priors or {}), scope)
 
 
 def dataset_priors(
@@ -355,11 +358,16 @@ INDEXED_PAIRS_PER_CLASS = 200  # bounds the rows read: ~2,400 rows at most over 
 
 
 def calibrate_from_rows(
-    entries: pl.DataFrame, rows, mean_bytes: float, seed: int = 0, limit: int = INDEXED_PAIRS_PER_CLASS
+    entries: pl.DataFrame,
+    rows,
+    mean_bytes: float,
+    seed: int = 0,
+    limit: int = INDEXED_PAIRS_PER_CLASS,
+    scope: str = "this dataset",
 ) -> Calibration:
     """Calibrate like :func:`calibrate_from_matrix` from a sample of each class's labelled pairs,
     reading only the rows they need (``rows(positions) -> clipped rows``): for a dataset queried
-    through its index, whose whole matrix is never loaded."""
+    through its index, whose whole matrix is never loaded, or the entries a filter keeps."""
     from llkl_db.math import pair_kl
 
     rng = np.random.default_rng(seed)
@@ -380,7 +388,7 @@ def calibrate_from_rows(
         va = fetched[[where[int(p)] for p in a]]
         vb = fetched[[where[int(p)] for p in b]]
         out[cls] = np.atleast_1d(pair_kl(va, vb, mean_bytes).kl_bpb)
-    return calibrate(out)
+    return calibrate(out, scope=scope)
 
 
 # --- classification ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from llkl_db.cli import app
 from llkl_db.io.vectors import entry_id
 from llkl_db.place.estimate import (
     adaptive_texts,
+    assisted_variance,
     candidate_set,
     choose_texts,
     disagreement_probabilities,
@@ -51,6 +52,41 @@ def test_subset_variance_is_unbiased_for_the_full_text_value_and_its_se_covers_i
     out = subset_variance(rows, diff, n)
     assert out.var[0] == pytest.approx(full)
     assert out.se_full[0] == 0.0 and out.se_total[0] > 0
+
+
+def test_assisted_variance_is_nearly_unbiased_tighter_than_the_plain_one_and_its_se_covers():
+    rng = np.random.default_rng(2)
+    n, k = 2000, 150
+    difficulty = -300.0 + 60.0 * rng.standard_t(10, size=n)
+    parent = difficulty + 6.0 * rng.standard_normal(n)
+    rows = np.stack(
+        [parent + s * rng.standard_normal(n) for s in (0.0, 1.0, 1.5, 3.0)]
+        + [difficulty + 6.0 * rng.standard_normal(n) for _ in range(4)]
+    )
+    query = parent + 1.2 * rng.standard_t(10, size=n)
+    full = np.var(query[None, :] - rows, axis=1)
+    assisted, plain, inside, pair_inside = [], [], [], []
+    for rep in range(1500):
+        ids = choose_texts(n, k, seed=rep)
+        out = assisted_variance(rows, query[ids], ids)
+        assisted.append(out.var)
+        plain.append(subset_variance(rows[:, ids], query[ids], n).var)
+        inside.append(np.abs(out.var - full) <= 2 * out.se_full)
+        best = int(np.argmin(out.var))
+        diff, true_diff = out.var - out.var[best], full - full[best]
+        pair_inside.append(np.abs(diff - true_diff)[np.arange(8) != best] <= 2 * out.se_vs_best[np.arange(8) != best])
+    assisted, plain = np.array(assisted), np.array(plain)
+    bias = np.abs(assisted.mean(axis=0) - full) / full
+    assert bias.max() < 0.01  # a GREG estimator: bias O(p / K) before its correction, here under 1%
+    # never noisier; much less noisy for entries the nearest predict the model better than they do
+    ratio = assisted.std(axis=0) / plain.std(axis=0)
+    assert np.all(ratio < 1.05) and np.all(ratio[3:] < 0.7)
+    assert np.all((0.88 <= np.mean(inside, axis=0)) & (np.mean(inside, axis=0) <= 0.99))
+    assert 0.88 <= np.mean(pair_inside) <= 0.99
+    # all texts: the full-text values up to the residual's degrees of freedom
+    out = assisted_variance(rows, query, np.arange(n))
+    np.testing.assert_allclose(out.var, full, rtol=1e-2)
+    assert np.all(out.se_full == 0.0) and np.all(out.se_total > 0)
 
 
 def _two_stage(n, k1, k2, p, seed):
@@ -287,6 +323,7 @@ def test_place_bad_input_is_one_line(family, tmp_path):
             "bos_policy",
         ),
         (["place", "--vector", str(good), "--where", "model_id = 'nobody'"], "no entries"),
+        (["place", "--vector", str(good), "--estimator", "nope"], "--estimator 'nope'"),
         (["place", "no/such-model-xyz", "--texts", "20", "--device", "cpu"], ""),
     ]
     for args, message in cases:
@@ -341,3 +378,157 @@ def test_place_scores_a_tiny_model_resumably(tmp_path):
     eos = write_dataset(tmp_path / "eos", loglik, rows)
     refused = runner.invoke(app, ["place", str(model), "--dataset", str(eos), "--texts", "10", "--device", "cpu"])
     assert refused.exit_code != 0 and "bos_policy" in refused.output and "Traceback" not in refused.output
+
+
+def test_build_completes_a_partial_shard_scoring_only_the_missing_texts(tmp_path):
+    pytest.importorskip("torch")
+    from tiny_models import save_tiny
+
+    model = save_tiny(tmp_path / "llama", "llama")
+    n = 30
+    root = write_dataset(tmp_path / "ds", synthetic_loglik(4, n, seed=3))
+    key = llkl_db.open(root).folder.text_set_key
+    save = tmp_path / "save"
+    placed = runner.invoke(
+        app,
+        [
+            "place",
+            str(model),
+            "--dataset",
+            str(root),
+            "--save",
+            str(save),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--texts",
+            "12",
+        ],
+    )
+    assert placed.exit_code == 0, placed.output
+    shard = next((save / "partial").glob("*.parquet"))
+    partial = read_vector(shard, key, n)
+    # shifted values: the build must take them from the shard, not score those texts again
+    write_partial(shard, PartialVector(partial.meta, partial.text_ids, partial.loglik - 1.0, partial.n_tokens))
+    build = [
+        "build",
+        str(model),
+        "--texts",
+        str(next((root / "texts").glob("*.parquet"))),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
+    out = runner.invoke(app, [*build, "--out", str(save)])
+    assert out.exit_code == 0, out.output
+    marker = json.loads(next((save / "done").glob("*.json")).read_text())
+    assert marker["texts_from_partial_shard"] == 12 and not shard.exists()
+    completed = read_vector(save, key, n)
+    clean = runner.invoke(app, [*build, "--out", str(tmp_path / "clean")])
+    assert clean.exit_code == 0, clean.output
+    full = read_vector(tmp_path / "clean", key, n)
+    assert completed.meta["entry_id"] == full.meta["entry_id"] == partial.meta["entry_id"]
+    reused = np.isin(np.arange(n), partial.text_ids)
+    np.testing.assert_allclose(completed.loglik[reused], full.loglik[reused] - 1.0, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(completed.loglik[~reused], full.loglik[~reused], rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(completed.n_tokens, full.n_tokens)
+    # a partial shard scored otherwise (another dtype) is refused in one line, and left in place
+    other = tmp_path / "other"
+    write_partial(
+        other / "partial" / shard.name,
+        PartialVector({**partial.meta, "dtype": "bfloat16"}, partial.text_ids, partial.loglik, partial.n_tokens),
+    )
+    refused = runner.invoke(app, [*build, "--out", str(other)])
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+    assert "a partial shard with dtype bfloat16, this build's is float32" in refused.output
+    assert (other / "partial" / shard.name).exists() and not list(other.glob("vectors/**/*.parquet"))
+
+
+def test_place_killed_mid_scoring_resumes_to_the_same_answer(tmp_path):
+    pytest.importorskip("torch")
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tiny_models import save_tiny
+
+    model = save_tiny(tmp_path / "llama", "llama")
+    n = 160  # ten chunks of 16 texts
+    rng = np.random.default_rng(4)
+    texts = [" ".join(f"w{rng.integers(1000)}" for _ in range(12)) for _ in range(n)]
+    root = write_dataset(tmp_path / "ds", synthetic_loglik(4, n, seed=3), texts=texts)
+    key = llkl_db.open(root).folder.text_set_key
+
+    def command(save: Path) -> list[str]:
+        return [sys.executable, "-m", "llkl_db.cli", "place", str(model), "--dataset", str(root), "--save", str(save)]
+
+    args = ["--device", "cpu", "--quiet", "--texts", str(n), "--json"]
+    save = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [*command(save), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(save.glob("partial/*.parquet")):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    shard = next(save.glob("partial/*.parquet"))
+    before = read_vector(shard, key, n)
+    assert 0 < before.n_scored < n and before.n_scored % 16 == 0, "the kill should land mid-scoring"
+    assert [p.name for p in save.rglob("*")] == ["partial", shard.name]  # nothing half-written beside it
+    again = subprocess.run([*command(save), *args], capture_output=True, text=True, check=True)
+    assert f"resuming from {shard}: {before.n_scored} text(s) already scored" in again.stderr
+    assert f"scoring {n - before.n_scored} text(s)" in again.stderr
+    after = read_vector(shard, key, n)
+    np.testing.assert_array_equal(after.text_ids, np.arange(n))  # none lost, none twice
+    clean = subprocess.run([*command(tmp_path / "clean"), *args], capture_output=True, text=True, check=True)
+    uninterrupted = read_vector(tmp_path / "clean", key, n)
+    np.testing.assert_allclose(after.loglik, uninterrupted.loglik, rtol=1e-6)
+    resumed, plain = json.loads(again.stdout), json.loads(clean.stdout)
+    assert [r["entry_id"] for r in resumed["neighbours"]] == [r["entry_id"] for r in plain["neighbours"]]
+    np.testing.assert_allclose(
+        [r["kl_bpb"] for r in resumed["neighbours"]], [r["kl_bpb"] for r in plain["neighbours"]], rtol=1e-5
+    )
+    assert resumed["verdict"]["text"] == plain["verdict"]["text"]
+
+
+def test_relation_calibration_honours_the_filter(family, tmp_path):
+    root, query, _ = family
+    shard = _shard(tmp_path / "v.parquet", root, np.arange(300), query)
+    args = ["place", "--vector", str(shard), "--dataset", str(root), "--json"]
+
+    def placed(*where: str) -> dict:
+        out = runner.invoke(app, [*args, *where])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)
+
+    whole = placed()["calibration"]
+    assert "of this dataset" in whole and "fine-tune/continued training: dataset (3 pairs)" in whole
+    assert "unrelated: dataset (30 pairs)" in whole
+    # two families: their unrelated pairs remain, each derived class has too few and says so
+    two = placed("--where", "model_id NOT LIKE 'org/fam2%'")
+    assert "of the 10 entries the filter keeps" in two["calibration"]
+    assert "unrelated: dataset (11 pairs)" in two["calibration"]
+    assert "fine-tune/continued training: reference scale" in two["calibration"] and two["notes"]
+    one = placed("--where", "model_id LIKE 'org/fam0%'")
+    assert any("reference scale" in n and "too few labelled pairs in the 5 entries" in n for n in one["notes"])
+    ds = llkl_db.open(root)
+    assert ds.filter("model_id NOT LIKE 'org/fam2%'").calibration.fits[rel.UNRELATED].n_pairs == 11
+    assert ds.filter("entry_id IS NOT NULL").calibration is ds.calibration  # all kept: the dataset's own
+
+
+def test_place_estimators_agree_on_the_nearest_and_a_bad_one_is_refused(family):
+    from llkl_db.errors import BadValueError
+    from llkl_db.place.place import place
+
+    root, query, _ = family
+    ds = llkl_db.open(root)
+    ids = choose_texts(300, 120, seed=0)
+    assisted = place(ds, ids, query[ids], k=3)
+    plain = place(ds, ids, query[ids], k=3, estimator="plain")
+    assert assisted.table["entry_id"][0] == plain.table["entry_id"][0]
+    assert (assisted.table["se_vs_first_bpb"][0] == 0.0) and (assisted.table["se_vs_first_bpb"][1:] > 0).all()
+    with pytest.raises(BadValueError, match="estimator 'nope'"):
+        place(ds, ids, query[ids], estimator="nope")

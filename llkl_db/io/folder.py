@@ -46,6 +46,7 @@ TABLES_DIR = "tables"
 INDEX_DIR = "index"
 INDEX_FILES = ("index.json", "entries.parquet", "basis.parquet", "calibration.json")
 DONE_DIR = "done"
+PARTIAL_DIR = "partial"  # partial shards: ``place --save`` writes them, ``build`` completes them
 FAILURES_FILE = "failures.jsonl"
 KINDS = ("models", "checkpoints", "variants", "layers")
 # What a published dataset consists of, and the folders whose remote files mirror the local ones.
@@ -124,6 +125,14 @@ class DatasetFolder:
         return self.root / DONE_DIR
 
     @property
+    def partial_dir(self) -> Path:
+        return self.root / PARTIAL_DIR
+
+    def partial_path(self, entry_id: str) -> Path:
+        """Where ``place --save`` keeps the partial shard of ``entry_id``."""
+        return self.partial_dir / (entry_file_name(entry_id) + ".parquet")
+
+    @property
     def failures_path(self) -> Path:
         return self.root / FAILURES_FILE
 
@@ -175,7 +184,11 @@ class DatasetFolder:
 
     def is_llkl_folder(self) -> bool:
         """A dataset or a build output: a folder llkl-db wrote and may rewrite."""
-        return self.is_dataset() or (self.texts_dir.is_dir() and (self.vectors_dir.is_dir() or self.done_dir.is_dir()))
+        if self.is_dataset() or (self.texts_dir.is_dir() and (self.vectors_dir.is_dir() or self.done_dir.is_dir())):
+            return True
+        # a ``place --save`` folder: partial shards, and only what a build adds beside them
+        build_names = {PARTIAL_DIR, TEXTS_DIR, VECTORS_DIR, DONE_DIR, FAILURES_FILE}
+        return self.partial_dir.is_dir() and {p.name for p in self.root.iterdir()} <= build_names
 
     def check_writable(self, overwrite: bool = False) -> None:
         """Refuse to write into a folder that holds someone else's files (unless ``overwrite``)."""

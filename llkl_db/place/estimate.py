@@ -11,7 +11,8 @@ Its standard error is the delta method with the finite-population correction,
 Var(s2) ~ (1 - K/N) [m4 / K - s2^2 (K - 3) / (K (K - 1))] (the exact iid formula, shrunk by
 the share of texts not sampled), m4 the 4th central moment on the K texts: ``se_full`` is the
 error against the full-text value (it vanishes at K = N), ``se_total`` (no correction) the error
-against the infinite-text value the dataset's own SE refers to.
+against the infinite-text value the dataset's own SE refers to. ``assisted_variance`` (the
+default of ``place``) also uses the entries' values on all N texts: a regression estimator.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class SubsetKL:
     se_total: np.ndarray  # SE against the infinite-text value
     n_used: int
     n_texts: int
+    # SE of (estimate_j - estimate of the entry estimated nearest), from the same K texts (paired)
+    se_vs_best: np.ndarray | None = None
 
     def kl_bpb(self, mean_bytes: float) -> tuple[np.ndarray, np.ndarray]:
         """KL and its SE (against the full-text value) in bits/byte."""
@@ -77,12 +80,97 @@ def subset_variance(rows: np.ndarray, query: np.ndarray, n_texts: int) -> Subset
     fpc = max(0.0, 1.0 - k / n_texts)
     var_s2 = np.maximum(m4 / k - var * var * (k - 3) / (k * (k - 1)), 0.0)
     scale = (n_texts - 1) / n_texts
+    # paired: the difference of two estimates is, to first order, the mean of (d_j - dbar_j)^2 -
+    # (d_b - dbar_b)^2 over the K texts, b the entry estimated nearest
+    d_best = q - rows[int(np.argmin(var))].astype(np.float64)
+    sq_best = (d_best - d_best.mean()) ** 2
+    var_diff = np.empty(e)
+    for start in range(0, e, block):
+        d = q[None, :] - rows[start : start + block].astype(np.float64)
+        d -= d.mean(axis=1, keepdims=True)
+        var_diff[start : start + block] = (d * d - sq_best[None, :]).var(axis=1, ddof=1)
     return SubsetKL(
         var=var * scale,
         se_full=np.sqrt(var_s2 * fpc) * scale,
         se_total=np.sqrt(var_s2) * scale,
         n_used=k,
         n_texts=n_texts,
+        se_vs_best=np.sqrt(var_diff * fpc / k) * scale,
+    )
+
+
+# --- the entries are known on every text: a regression (difference) estimator ------------------
+ASSIST_REGRESSORS = 4  # nearest entries (by the plain estimate) that predict the model
+ASSIST_SHARE = 10  # at most K / ASSIST_SHARE regressors, so the fit on K texts does not overfit
+
+
+def assisted_variance(
+    rows: np.ndarray, query: np.ndarray, text_ids: np.ndarray, regressors: int = ASSIST_REGRESSORS
+) -> SubsetKL:
+    """Var(l_q - l_j) over the N texts from K uniform texts, the entries' values on all N known.
+
+    ``rows`` is E x N (the entries' clipped values on every text), ``query`` the model's K clipped
+    values on the texts ``text_ids``. Derivation. Predict the model from the entries nearest to it
+    (by the plain estimate), m = b0 + sum_c b_c y_c, fitted by least squares on the K texts; m is
+    then known on every text. With l_q = m + e and a_j = m - y_j (known on every text),
+    sigma2_j = Var_N(a_j) + 2 Cov_N(a_j, e) + Var_N(e): Var_N(a_j) is computed exactly;
+    Cov_N(a_j, e) = (1/N) sum_s e_s (a_j,s - abar_j) is a population mean, estimated by the mean
+    over the K texts (unbiased for fixed b); Var_N(e) by (N - 1)/N RSS / (K - p - 1), less the
+    p Var(e) / K by which fitting b on the K texts raises the sum (to first order). Only the
+    model's residual e, smaller than its difference to any regressor, is sampled: the noise of
+    the difference between entries j and k is 2 mean_K(e (y_k - y_j)), against the plain
+    estimator's mean_K((y_k - y_j)(2 l_q - y_j - y_k)). With b and the regressors taken from the
+    sample this is a GREG estimator: its bias, O(p / K) before that correction, is measured by
+    ``benchmarks/bench_place.py``; the derivative in b has mean zero, so the SE is that of
+    the linearised value z_j,s = 2 e_s (a_j,s - abar_j) + e_s^2: sqrt((1 - K/N) s2_K(z_j) / K)
+    (``se_full``; ``se_total`` adds the N texts' own noise against the infinite-text value)."""
+    x = np.asarray(rows)
+    q = np.asarray(query, dtype=np.float64)
+    ids = np.asarray(text_ids, dtype=np.int64)
+    e_rows, n = x.shape
+    k = ids.size
+    if q.shape != (k,):
+        raise ValueError(f"query has shape {q.shape}, expected ({k},)")
+    plain = subset_variance(x[:, ids], q, n)
+    p = max(1, min(regressors, (k - 2) // ASSIST_SHARE, e_rows))
+    chosen = np.argsort(plain.var, kind="stable")[:p]
+    design = np.column_stack([np.ones(k), x[chosen][:, ids].T.astype(np.float64)])
+    coef = np.linalg.lstsq(design, q, rcond=None)[0]
+    resid = q - design @ coef
+    m_full = coef[0] + coef[1:] @ x[chosen].astype(np.float64)  # the prediction on every text
+    # the fit on the K texts overfits: E[var] exceeds sigma2 by about p Var(e) / K, taken off here
+    var_e = (n - 1) / n * float(resid @ resid) / max(k - p - 1, 1) * (1.0 - p / k)
+    var = np.empty(e_rows)
+    var_z = np.empty(e_rows)
+    a_mean = np.empty(e_rows)
+    block = max(1, 4_000_000 // n)
+    for start in range(0, e_rows, block):
+        stop = start + block
+        a = m_full[None, :] - x[start:stop].astype(np.float64)
+        a_mean[start:stop] = a.mean(axis=1)
+        a -= a_mean[start:stop, None]
+        a_k = a[:, ids]
+        var[start:stop] = np.einsum("ij,ij->i", a, a) / n + 2.0 * (a_k @ resid) / k + var_e
+        var_z[start:stop] = (2.0 * resid[None, :] * a_k + resid[None, :] ** 2).var(axis=1, ddof=1)
+    fpc = max(0.0, 1.0 - k / n)
+    # paired: the difference to the entry b estimated nearest linearises to 2 mean_K(e (a_j - a_b))
+    m_k = m_full[ids]
+    best = int(np.argmin(var))
+    a_best = m_k - x[best, ids].astype(np.float64) - a_mean[best]
+    var_diff = np.empty(e_rows)
+    for start in range(0, e_rows, block):
+        a_k = m_k[None, :] - x[start : start + block][:, ids].astype(np.float64) - a_mean[start : start + block, None]
+        var_diff[start : start + block] = (2.0 * resid[None, :] * (a_k - a_best[None, :])).var(axis=1, ddof=1)
+    se_full = np.sqrt(var_z * fpc / k)
+    # against the infinite-text value: the N texts' own sampling noise, Var((d - dbar)^2) / N, adds
+    var_sq = (plain.se_total / ((n - 1) / n)) ** 2 * k
+    return SubsetKL(
+        var=var,
+        se_full=se_full,
+        se_total=np.sqrt(se_full**2 + var_sq / n),
+        n_used=k,
+        n_texts=n,
+        se_vs_best=np.sqrt(var_diff * fpc / k),
     )
 
 

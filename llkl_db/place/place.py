@@ -22,6 +22,7 @@ from .estimate import (
     TARGET_RELATIVE_SE,
     AdaptiveChoice,
     adaptive_texts,
+    assisted_variance,
     choose_texts,
     default_text_count,
     kurtosis_ratio,
@@ -138,27 +139,38 @@ class Placement:
         }
 
 
+ESTIMATORS = ("assisted", "plain")
+
+
 def rank(
     rows: np.ndarray,
+    text_ids: np.ndarray,
     query: np.ndarray,
-    n_texts: int,
     mean_bytes: float,
     k: int,
+    estimator: str = "assisted",
     weights: np.ndarray | None = None,
     k1: int | None = None,
 ):
-    """Indices of the k rows (E x K values on the chosen texts) nearest to ``query`` (K clipped
-    values), with KL, SE against the full-text value and SE against the infinite-text value, in
-    bits/byte, sorted by KL. With ``weights`` and ``k1`` (a two-stage adaptive choice: the first
-    ``k1`` columns uniform, the rest importance-weighted draws) the weighted estimator is used."""
-    if weights is None or k1 is None or k1 >= rows.shape[1]:
-        est = subset_variance(rows, query, n_texts)
+    """Indices of the k rows (E x N clipped values on every text) nearest to ``query`` (clipped
+    values on the texts ``text_ids``), with KL, SE against the full-text value, SE against the
+    infinite-text value and the paired SE of the difference to the first, in bits/byte, sorted by
+    KL. ``estimator``: 'assisted' (the entries nearest to the model predict it on every text:
+    ``estimate.assisted_variance``) or 'plain' (the K texts alone: ``estimate.subset_variance``).
+    With ``weights`` and ``k1`` (a two-stage adaptive choice: the first ``k1`` columns uniform,
+    the rest importance-weighted draws) the weighted estimator is used."""
+    n = rows.shape[1]
+    if weights is not None and k1 is not None and k1 < text_ids.size:
+        est = weighted_variance(rows[:, text_ids], query, weights, k1, n)
+    elif estimator == "assisted":
+        est = assisted_variance(rows, query, text_ids)
     else:
-        est = weighted_variance(rows, query, weights, k1, n_texts)
+        est = subset_variance(rows[:, text_ids], query, n)
     kl, se = est.kl_bpb(mean_bytes)
-    se_total = est.se_total * (kl / np.where(est.var > 0, est.var, 1.0)) if est.var.size else est.se_total
+    to_bpb = kl / np.where(est.var > 0, est.var, 1.0) if est.var.size else est.var
     order = np.argsort(kl, kind="stable")[:k]
-    return order, kl[order], se[order], se_total[order]
+    pair = np.full(kl.size, np.nan) if est.se_vs_best is None else est.se_vs_best * to_bpb
+    return order, kl[order], se[order], (est.se_total * to_bpb)[order], pair[order]
 
 
 def judge(
@@ -212,14 +224,17 @@ def place(
     name: str = "MODEL",
     meta: dict | None = None,
     choice: AdaptiveChoice | None = None,
+    estimator: str = "assisted",
 ) -> Placement:
     """Place a model with log-likelihoods ``loglik`` (nats) on the texts ``text_ids`` of the
     dataset's text set among the entries of ``ds`` (a view: ``--where`` selects the candidates).
     ``meta``: the model's metadata when known (model_id, model_type, base_model, ...), so that
     no relation label contradicts it. ``choice``: the two-stage adaptive choice the texts come
-    from (``text_ids`` is then ``choice.text_ids``, repeats allowed), for its weighted estimator."""
+    from (``text_ids`` is then ``choice.text_ids``, repeats allowed), for its weighted estimator. ``estimator``: see :func:`rank`."""
     if k < 1:
         raise BadValueError("k", k, "must be at least 1")
+    if estimator not in ESTIMATORS:
+        raise BadValueError("estimator", estimator, f"expected one of {', '.join(ESTIMATORS)}")
     n = ds.metadata.n_texts
     ids = np.asarray(text_ids, dtype=np.int64)
     values = np.asarray(loglik, dtype=np.float64)
@@ -240,15 +255,13 @@ def place(
     store = ds._store
     threshold = ds.clip_thresholds["outputs"]
     query = np.maximum(values, threshold)
-    rows = store.clipped[ds._rows][:, ids]
+    rows = store.clipped[ds._rows]
     mean_bytes = ds.metadata.mean_text_bytes
-    if choice is None:
-        order, kl, se, se_total = rank(rows, query, n, mean_bytes, k)
-    else:
-        order, kl, se, se_total = rank(rows, query, n, mean_bytes, k, choice.weights, choice.k1)
+    weights, k1 = (None, None) if choice is None else (choice.weights, choice.k1)
+    order, kl, se, se_total, se_pair = rank(rows, ids, query, mean_bytes, k, estimator, weights, k1)
     positions = ds._rows[order]
     shown = store.entries[positions].select("entry_id", "model_type", "n_params")
-    calibration = store.calibration
+    calibration = ds.calibration
     columns = ["model_id", "revision", "layer", "variant", "base_model", "model_type"]
     query_meta = None
     if meta is not None and meta.get("model_id"):
@@ -262,6 +275,7 @@ def place(
         pl.Series("kl_bpb", kl),
         pl.Series("se_bpb", se),
         pl.Series("se_total_bpb", se_total),
+        pl.Series("se_vs_first_bpb", se_pair),
         pl.Series("kl_nats", kl * to_nats),
         pl.Series("se_nats", se * to_nats),
         pl.Series("relation", [f.relation for f in found], dtype=pl.String),
@@ -270,6 +284,11 @@ def place(
     notes = []
     if calibration.source != "dataset":
         notes.append(calibration.describe())
+    if kl.size >= 2 and kl[1] - kl[0] < 2.0 * se_pair[1]:
+        notes.append(
+            f"the nearest two are a tie at {ids.size} texts: {kl[1] - kl[0]:.3g} ± {se_pair[1]:.2g} bits/byte apart "
+            "(paired SE, same texts); more texts may swap them"
+        )
     if choice is not None:
         notes.append(
             f"adaptive choice: {choice.k1} uniform texts, then {ids.size - choice.k1} drawn where the nearest "

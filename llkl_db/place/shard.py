@@ -3,8 +3,8 @@
 A partial shard is a vector file of schema v1 whose ``text_ids`` column lists the texts scored
 (positions in the text set), with ``loglik`` and ``n_tokens`` holding one value per listed text.
 ``place --save DIR`` writes one at ``DIR/partial/<entry>.parquet`` after every chunk of texts
-(atomically), so an interrupted run resumes from it; ``place --vector`` reads it (or a full
-vector file of the dataset's text set).
+(atomically), so an interrupted run resumes from it; ``build --out DIR`` completes it; ``place
+--vector`` reads it (or a full vector file of the dataset's text set).
 """
 
 from __future__ import annotations
@@ -17,13 +17,11 @@ import numpy as np
 
 from llkl_db.errors import LlklError
 from llkl_db.io.atomic import atomic_path
-from llkl_db.io.folder import entry_file_name
+from llkl_db.io.folder import DatasetFolder
 from llkl_db.io.parquet import check_footer, check_regular, guarded, read_footer
 from llkl_db.io.texts import TextSetKey
 from llkl_db.io.vectors import FILE_SLACK_BYTES, MAX_LOGLIK, ROW_METADATA_BYTES
 from llkl_db.schema import PARQUET_VERSION_KEY, SCHEMA_VERSION, arrow_schema
-
-PARTIAL_DIR = "partial"
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ class PartialVector:
 
 def partial_path(save_dir: str | os.PathLike, entry_id: str) -> Path:
     """Where ``place --save DIR`` keeps the partial shard of ``entry_id``."""
-    return Path(save_dir) / PARTIAL_DIR / (entry_file_name(entry_id) + ".parquet")
+    return DatasetFolder(Path(save_dir)).partial_path(entry_id)
 
 
 def write_partial(path: str | os.PathLike, vector: PartialVector) -> None:
@@ -70,11 +68,10 @@ def find_vector_file(path: str | os.PathLike) -> Path:
         raise LlklError(f"{path}: no such file or folder")
     if path.is_file():
         return path
-    found = sorted((path / PARTIAL_DIR).glob("*.parquet")) if (path / PARTIAL_DIR).is_dir() else []
+    folder = DatasetFolder(path)
+    found = sorted(folder.partial_dir.glob("*.parquet")) if folder.partial_dir.is_dir() else []
     if not found:
-        from llkl_db.io.folder import DatasetFolder
-
-        found = DatasetFolder(path).vector_files()
+        found = folder.vector_files()
     if len(found) != 1:
         what = "no vector file" if not found else f"{len(found)} vector files"
         raise LlklError(f"{path}: {what} found; give the file itself")
