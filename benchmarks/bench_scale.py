@@ -71,12 +71,12 @@ def family_block(rng, n, size, V, sigmas, base, shared):
 
 
 def generate(k: int, n: int, out: Path, families: int | None, seed: int = 0) -> None:
-    import pyarrow as pa
     from helpers import make_texts
 
     from llkl_db.io.folder import DatasetFolder
     from llkl_db.io.metadata import DatasetMetadata, write_metadata
     from llkl_db.io.texts import write_texts
+    from llkl_db.io.vectors import vector_file_limits
 
     rng = np.random.default_rng(seed)
     families = families or max(20, k // 250)
@@ -104,50 +104,73 @@ def generate(k: int, n: int, out: Path, families: int | None, seed: int = 0) -> 
     )
     sizes = np.full(families, k // families)
     sizes[: k - sizes.sum()] += 1
+    # Vector files of whole families, each within the per-file limit readers enforce.
+    per_file = vector_file_limits(n)[0]
     written = 0
     start = time.time()
-    with folder.vector_writer(folder.vector_path("models", "data")) as write:
-        for f, size in enumerate(sizes):
-            block, kinds, _ = family_block(rng, n, int(size), V, sigmas, base, None)
-            block, kinds = block[:size], kinds[:size]
-            if block.shape[0] < size:  # pad with more fine-tunes of the last size
-                extra = size - block.shape[0]
-                block = np.vstack([block, block[-extra:] + 1.5 * rng.standard_normal((extra, n), dtype=np.float32)])
-                kinds = kinds + [("ft", kinds[-1][1], 1000 + j, None) for j in range(extra)]
-            rows = []
-            for i, (kind, z, x, variant) in enumerate(kinds):
-                model = f"synth/fam{f:04d}-s{z}" + (f"-ft{x}" if kind == "ft" else "")
-                revision = f"step{x}" if kind == "ckpt" else "main"
-                rid = f"{model}@{revision}" + (f":{variant}" if variant else "")
-                if kind == "quant":
-                    rid = f"{model}@main:{variant}-{i}"
-                rows.append((rid, model, revision, x if kind == "ckpt" else None, variant, f"fam{f:04d}"))
-            cols = list(zip(*rows, strict=True))
-            m = len(rows)
-            table = pa.table(
-                {
-                    "entry_id": pa.array(cols[0]),
-                    "model_id": pa.array(cols[1]),
-                    "revision": pa.array(cols[2]),
-                    "step": pa.array(cols[3], pa.int64()),
-                    "variant": pa.array([v.split("-")[0] if v else None for v in cols[4]], pa.string()),
-                    "model_type": pa.array(cols[5]),
-                    "n_params": pa.array([10**8] * m, pa.int64()),
-                    "text_set": pa.array(["synthetic"] * m),
-                    "text_set_sha256": pa.array([sha] * m),
-                    "bos_policy": pa.array(["bos"] * m),
-                    "loglik": pa.FixedSizeListArray.from_arrays(pa.array(block.ravel()), n),
-                }
-            )
-            schema_names = folder_schema_names(n)
-            for name in schema_names:
-                if name not in table.column_names:
-                    table = table.append_column(name, pa.nulls(m))
-            write(table.select(schema_names))
-            written += m
-            if f % 50 == 0:
-                print(f"  {written}/{k} entries, {time.time() - start:.0f} s", flush=True)
+    for part, fams in enumerate(_split(sizes, per_file)):
+        with folder.vector_writer(folder.vector_path("models", f"data-{part:03d}")) as write:
+            for f in fams:
+                written += _write_family(write, rng, f, int(sizes[f]), n, V, sigmas, base, sha)
+                if f % 50 == 0:
+                    print(f"  {written}/{k} entries, {time.time() - start:.0f} s", flush=True)
     print(f"generated {written} x {n} in {time.time() - start:.1f} s: {out}")
+
+
+def _split(sizes: np.ndarray, per_file: int) -> list[list[int]]:
+    """Families (indices) grouped into files of at most ``per_file`` entries."""
+    parts: list[list[int]] = [[]]
+    held = 0
+    for f, size in enumerate(sizes):
+        if held + size > per_file and parts[-1]:
+            parts.append([])
+            held = 0
+        parts[-1].append(f)
+        held += int(size)
+    return parts
+
+
+def _write_family(write, rng, f: int, size: int, n: int, V, sigmas, base, sha: str) -> int:
+    """Generate family ``f`` (``size`` entries) and write it; returns the entries written."""
+    import pyarrow as pa
+
+    block, kinds, _ = family_block(rng, n, size, V, sigmas, base, None)
+    block, kinds = block[:size], kinds[:size]
+    if block.shape[0] < size:  # pad with more fine-tunes of the last size
+        extra = size - block.shape[0]
+        block = np.vstack([block, block[-extra:] + 1.5 * rng.standard_normal((extra, n), dtype=np.float32)])
+        kinds = kinds + [("ft", kinds[-1][1], 1000 + j, None) for j in range(extra)]
+    rows = []
+    for i, (kind, z, x, variant) in enumerate(kinds):
+        model = f"synth/fam{f:04d}-s{z}" + (f"-ft{x}" if kind == "ft" else "")
+        revision = f"step{x}" if kind == "ckpt" else "main"
+        rid = f"{model}@{revision}" + (f":{variant}" if variant else "")
+        if kind == "quant":
+            rid = f"{model}@main:{variant}-{i}"
+        rows.append((rid, model, revision, x if kind == "ckpt" else None, variant, f"fam{f:04d}"))
+    cols = list(zip(*rows, strict=True))
+    m = len(rows)
+    table = pa.table(
+        {
+            "entry_id": pa.array(cols[0]),
+            "model_id": pa.array(cols[1]),
+            "revision": pa.array(cols[2]),
+            "step": pa.array(cols[3], pa.int64()),
+            "variant": pa.array([v.split("-")[0] if v else None for v in cols[4]], pa.string()),
+            "model_type": pa.array(cols[5]),
+            "n_params": pa.array([10**8] * m, pa.int64()),
+            "text_set": pa.array(["synthetic"] * m),
+            "text_set_sha256": pa.array([sha] * m),
+            "bos_policy": pa.array(["bos"] * m),
+            "loglik": pa.FixedSizeListArray.from_arrays(pa.array(block.ravel()), n),
+        }
+    )
+    schema_names = folder_schema_names(n)
+    for name in schema_names:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(m))
+    write(table.select(schema_names))
+    return m
 
 
 def folder_schema_names(n):
