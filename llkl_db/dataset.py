@@ -77,9 +77,9 @@ class _Store:
         self.reader = reader
         self.materialize = materialize
         if index is not None:
-            names = {0: "outputs", 1: "layers"}
             thr = index.info.clip_thresholds
-            self.__dict__["row_thresholds"] = np.array([thr[names[int(g)]] for g in self.row_groups], dtype=np.float64)
+            table = np.array([thr.get("outputs", np.nan), thr.get("layers", np.nan)], dtype=np.float64)
+            self.__dict__["row_thresholds"] = table[self.row_groups]
 
     @classmethod
     def local(cls, folder: DatasetFolder) -> _Store:
@@ -138,9 +138,8 @@ class _Store:
 
     @cached_property
     def group_of(self) -> np.ndarray:
-        """A row-group label per entry (file, row // ROWS_PER_GROUP): batches of an indexed search
-        count row groups (a file written otherwise only batches less well)."""
-        return self.index.file_of * (1 << 40) + self.index.row_of // ROWS_PER_GROUP
+        """A row-group label per entry (file, row group): batches of an indexed search count row groups."""
+        return self.index.file_of * (1 << 40) + self.index.group_of
 
     @cached_property
     def tau(self) -> float:

@@ -1,14 +1,17 @@
 """The search index of a dataset (schema v1, ``index/``): read, write and check it.
 
-    index/index.json       format version, what it was built from, d, clip thresholds, digest
+    index/index.json       format version, what it was built from, d, clip thresholds, digests
     index/entries.parquet  one row per entry in index order: the metadata columns of the vector
-                           files, ``file`` (relative path) and ``row`` within it, ``coords``
-                           (fixed_size_list<float32, d>) and ``residual`` (float64)
+                           files, ``file`` (relative path), ``row`` and ``row_group`` within it
+    index/coords.bin       K x d float32, little-endian, row-major: the coordinates
+    index/residuals.bin    K float64, little-endian: the residual norms
     index/basis.parquet    ``vector`` (fixed_size_list<float32, N>): row 0 the mean mu, rows
                            1..d the orthonormal basis
 
-Index order is storage order: entries sorted by file, then row. The index is refused (one line)
-when it was built for another dataset version, text set or entry list, or a file is truncated.
+Index order is storage order: entries sorted by file, then row. The coordinates are memory-mapped,
+not decoded: a cold query reads what its bounds touch. The index is refused (one line) when it was
+built for another dataset version, text set or vector files, or a file is truncated (its size is
+checked on every open; the digests of the raw arrays and of the entry ids by ``validate``).
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ if TYPE_CHECKING:
 
     from .folder import DatasetFolder
 
-INDEX_FORMAT_VERSION = 1
+INDEX_FORMAT_VERSION = 2
 BUILD_HINT = "rebuild it with `llkl-db index DIR`"
+# The raw arrays: file name -> (dtype, shape given K and d).
+ARRAYS = {"coords.bin": ("<f4", lambda k, d: [k, d]), "residuals.bin": ("<f8", lambda k, d: [k])}
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class IndexInfo:
     entry_ids_sha256: str
     created_at: str
     vector_files: dict[str, list[int]] = field(default_factory=dict)  # relative path -> [rows, bytes]
+    arrays: dict[str, dict] = field(default_factory=dict)  # ARRAYS name -> dtype, shape, sha256
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -65,7 +71,8 @@ class Index:
     files: list[str]  # relative paths, in index order
     file_of: np.ndarray  # per entry: index into ``files``
     row_of: np.ndarray  # per entry: row within its file
-    coords: np.ndarray  # K x d float32
+    group_of: np.ndarray  # per entry: Parquet row group within its file
+    coords: np.ndarray  # K x d float32 (memory-mapped, read-only)
     residuals: np.ndarray  # K float64
     mu: np.ndarray  # N float32
     basis: np.ndarray  # d x N float32
@@ -85,18 +92,19 @@ def entry_ids_digest(ids) -> str:
     return hashlib.sha256(("\n".join(ids) + "\n" if ids else "").encode("utf-8")).hexdigest()
 
 
-def write_index(folder: DatasetFolder, info: IndexInfo, entries, coords, residuals, mu, basis) -> None:
-    """Write the three index files atomically (entries: metadata columns plus ``file``, ``row``,
-    in index order). index.json is written last: it is what marks an index present."""
+def write_index(folder: DatasetFolder, info: IndexInfo, entries, coords, residuals, mu, basis) -> IndexInfo:
+    """Write the index files atomically (entries: metadata columns plus ``file``, ``row``, in
+    index order); ``info.arrays`` is filled in here. index.json is written last: it is what marks
+    an index present. Returns the info written."""
+    from dataclasses import replace
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     k, d = coords.shape
     n = mu.shape[0]
     table = entries.select(METADATA_COLUMNS + ["file", "row"]).to_arrow()
-    table = table.append_column(
-        "coords", pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(coords, np.float32).ravel()), d)
-    ).append_column("residual", pa.array(np.asarray(residuals, np.float64)))
+    table = table.append_column("row_group", pa.array(_row_groups(folder, entries), pa.int32()))
     vectors = np.vstack([np.asarray(mu, np.float32)[None, :], np.asarray(basis, np.float32)])
     basis_table = pa.table({"vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), n)})
     folder.index_dir.mkdir(parents=True, exist_ok=True)
@@ -105,7 +113,31 @@ def write_index(folder: DatasetFolder, info: IndexInfo, entries, coords, residua
         pq.write_table(table, tmp, compression="zstd")
     with atomic_path(folder.index_path("basis.parquet")) as tmp:
         pq.write_table(basis_table, tmp, compression="zstd")
+    arrays = {}
+    for name, values in (("coords.bin", coords), ("residuals.bin", residuals)):
+        dtype, shape = ARRAYS[name]
+        data = np.ascontiguousarray(values, dtype=dtype)
+        with atomic_path(folder.index_path(name)) as tmp:
+            data.tofile(tmp)
+        arrays[name] = {"dtype": dtype, "shape": shape(k, d), "sha256": hashlib.sha256(data.data).hexdigest()}
+    info = replace(info, arrays=arrays)
     write_text_atomic(folder.index_path("index.json"), info.to_json())
+    return info
+
+
+def _row_groups(folder: DatasetFolder, entries) -> np.ndarray:
+    """The Parquet row group of each entry within its vector file (from the files' footers)."""
+    import pyarrow.parquet as pq
+
+    out = np.empty(entries.height, dtype=np.int32)
+    files = entries["file"].to_numpy()
+    rows = entries["row"].to_numpy()
+    for rel in dict.fromkeys(files.tolist()):
+        at = files == rel
+        md = pq.read_metadata(folder.root / rel)
+        starts = np.cumsum([md.row_group(g).num_rows for g in range(md.num_row_groups)])
+        out[at] = np.searchsorted(starts, rows[at], side="right")
+    return out
 
 
 def retag_index(folder: DatasetFolder, dataset_version: str) -> None:
@@ -142,9 +174,43 @@ def _read_parquet(path: Path, what: str):
         ) from None
 
 
+def _map_array(folder: DatasetFolder, info: IndexInfo, name: str) -> np.ndarray:
+    """The raw array ``name`` memory-mapped read-only, after checking what index.json says of it
+    and the file's size (a truncated or foreign file is one line; its digest is validate's)."""
+    path = folder.index_path(name)
+    dtype, shape = ARRAYS[name]
+    expected = shape(info.n_entries, info.d)
+    recorded = info.arrays.get(name) if isinstance(info.arrays, dict) else None
+    if not isinstance(recorded, dict) or recorded.get("dtype") != dtype or recorded.get("shape") != expected:
+        raise LlklError(
+            f"{folder.index_path('index.json')}: {name} must be recorded as {dtype} of shape {expected}; {BUILD_HINT}"
+        )
+    size = int(np.prod(expected)) * np.dtype(dtype).itemsize
+    try:
+        actual = path.stat().st_size
+    except OSError as exc:
+        raise LlklError(
+            f"{path}: cannot read the index array ({exc.strerror or type(exc).__name__}); {BUILD_HINT}"
+        ) from None
+    if actual != size:
+        raise LlklError(f"{path}: {actual} bytes, expected {size} ({dtype} x {expected}): truncated?; {BUILD_HINT}")
+    if size == 0:
+        return np.zeros(expected, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=tuple(expected))
+
+
+def array_digest(path: Path) -> str:
+    """sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_index(folder: DatasetFolder, check_files: bool = True) -> Index:
     """Read and check the index of ``folder`` against its metadata (and, when ``check_files``,
-    the vector files' sizes it recorded)."""
+    the vector files' sizes it recorded); the raw arrays are memory-mapped."""
     import polars as pl
 
     path = folder.index_path("index.json")
@@ -179,16 +245,11 @@ def read_index(folder: DatasetFolder, check_files: bool = True) -> Index:
     epath = folder.index_path("entries.parquet")
     if table.num_rows != info.n_entries:
         raise LlklError(f"{epath}: {table.num_rows} entries, index.json says {info.n_entries}; {BUILD_HINT}")
-    coords = table.column("coords").combine_chunks()
-    if coords.type.list_size != info.d:
-        raise LlklError(
-            f"{epath}: coordinates of dimension {coords.type.list_size}, index.json says {info.d}; {BUILD_HINT}"
-        )
-    try:
-        coords = primitive_numpy(coords, np.float32).reshape(table.num_rows, info.d)
-        residuals = primitive_numpy(table.column("residual"), np.float64)
-    except ValueError as exc:
-        raise LlklError(f"{epath}: bad coordinates or residuals ({exc}); {BUILD_HINT}") from None
+    missing = [c for c in ["entry_id", "file", "row", "row_group"] if c not in table.column_names]
+    if missing:
+        raise LlklError(f"{epath}: missing column(s) {', '.join(missing)}; {BUILD_HINT}")
+    coords = _map_array(folder, info, "coords.bin")
+    residuals = _map_array(folder, info, "residuals.bin")
     vectors = basis_table.column("vector").combine_chunks()
     bpath = folder.index_path("basis.parquet")
     if vectors.type.list_size != info.n_texts or len(vectors) != info.d + 1:
@@ -197,12 +258,11 @@ def read_index(folder: DatasetFolder, check_files: bool = True) -> Index:
         vectors = primitive_numpy(vectors, np.float32).reshape(info.d + 1, info.n_texts)
     except ValueError as exc:
         raise LlklError(f"{bpath}: bad basis vectors ({exc}); {BUILD_HINT}") from None
-    entries = pl.from_arrow(table.drop_columns(["coords", "residual"]))
-    if entry_ids_digest(entries["entry_id"].to_list()) != info.entry_ids_sha256:
-        raise LlklError(f"{epath}: entry ids do not match the digest in index.json (another entry list); {BUILD_HINT}")
+    entries = pl.from_arrow(table)
     files = entries["file"].unique().sort().to_list()
     file_of = (entries["file"].rank("dense") - 1).to_numpy()
     row_of = entries["row"].to_numpy().astype(np.int64)
+    group_of = entries["row_group"].to_numpy().astype(np.int64)
     root = str(folder.root)
     entries = entries.with_columns((pl.lit(root + "/") + pl.col("file")).alias(FILE_COLUMN)).select(
         METADATA_COLUMNS + [FILE_COLUMN]
@@ -213,8 +273,9 @@ def read_index(folder: DatasetFolder, check_files: bool = True) -> Index:
         files=[str(f) for f in files],
         file_of=file_of.astype(np.int64),
         row_of=row_of,
-        coords=np.ascontiguousarray(coords, dtype=np.float32),
-        residuals=residuals.astype(np.float64),
+        group_of=group_of,
+        coords=coords,
+        residuals=residuals,
         mu=vectors[0].astype(np.float32),
         basis=np.ascontiguousarray(vectors[1:], dtype=np.float32),
     )

@@ -29,7 +29,7 @@ from .kl import variance_with_se
 DEFAULT_DIM = 64
 DEFAULT_SAMPLE = 20_000
 BASE_TAU = 1e-5  # relative deflation of the bound, on the norms
-LEAF_ROWS = 64
+LEAF_ROWS = 16  # kd leaves: whole row groups of any size rows_per_group gives (16, 32, 64)
 GROUP_WINDOW = 64  # candidates looked at per row group of a batch (with group_of)
 RERANK_CHUNK = 32  # rows re-ranked at once: between chunks the search may prune the rest
 _F32_EPS = float(np.finfo(np.float32).eps)
