@@ -143,9 +143,11 @@ class _Store:
 
     @cached_property
     def tau(self) -> float:
+        """The bound's deflation for the index's basis (its orthonormality error as recorded at
+        build; validate recomputes it)."""
         from llkl_db.math import index as mindex
 
-        return mindex.tau_for(self.index.basis)
+        return mindex.tau_for(self.index.info.basis_orthonormality_error)
 
     @cached_property
     def row_groups(self) -> np.ndarray:
@@ -462,7 +464,7 @@ class Dataset:
         index = store.index
         read_before = store.reader.bytes_read
         query_row = store.rows([position])[0]
-        bounds = mindex.lower_bounds(index.coords, index.residuals, index.norms, position, store.tau)
+        bounds = mindex.lower_bounds(index.coords, index.residuals, index.norms, position, store.tau, index.ynorms)
         # Memory: at most BATCH_BYTES of candidates' row groups (float32) per batch, plus k rows.
         groups_per_batch = max(1, BATCH_BYTES // (ROWS_PER_GROUP * 4 * self.metadata.n_texts))
         res = mindex.search(

@@ -50,7 +50,7 @@ def test_the_bound_never_exceeds_the_exact_distance(d):
     mu = mu.astype(np.float32)
     coords, residuals, _ = mindex.project(clipped, mu, basis)
     norms = np.sqrt(np.einsum("ij,ij->i", coords.astype(np.float64), coords.astype(np.float64)) + residuals**2)
-    tau = mindex.tau_for(basis)
+    tau = mindex.tau_for(mindex.orthonormality_error(basis))
     c = mindex.center_rows(clipped)
     for q in [0, 1, 2, 3, 4, 5, 77, 399]:
         exact = np.einsum("ij,ij->i", c - c[q], c - c[q])
@@ -66,7 +66,7 @@ def test_the_bound_holds_for_a_basis_off_orthonormal_and_an_outside_vector():
     mu, basis, _ = mindex.fit_basis(clipped, d=8)
     basis = (basis + 1e-6 * rng.standard_normal(basis.shape)).astype(np.float32)  # off by ~1e-6
     coords, residuals, totals = mindex.project(clipped, mu, basis)
-    tau = mindex.tau_for(basis)
+    tau = mindex.tau_for(mindex.orthonormality_error(basis))
     assert tau > mindex.BASE_TAU
     outside = clipped[7] + 0.01 * rng.standard_normal(128).astype(np.float32)
     y, r, t = mindex.project(outside[None, :], mu, basis)
@@ -76,11 +76,27 @@ def test_the_bound_holds_for_a_basis_off_orthonormal_and_an_outside_vector():
     assert np.all(bounds <= np.einsum("ij,ij->i", c - co, c - co))
 
 
+def test_the_bound_holds_for_near_rows_far_from_the_mean():
+    """||y_j - y_q||^2 comes from float32 dot products: cancellation is worst for near rows with
+    large coordinates, which the rounding deflation must cover (tau = 0: no other slack)."""
+    rng = np.random.default_rng(3)
+    d = 64
+    centre = rng.standard_normal(d) * 1e3
+    coords = (centre + rng.standard_normal((2000, d)) * np.logspace(-3, 1, 2000)[:, None]).astype(np.float32)
+    residuals = np.zeros(2000)
+    norms = mindex.coord_norms(coords)
+    exact = coords.astype(np.float64) - coords[0].astype(np.float64)
+    exact = np.einsum("ij,ij->i", exact, exact)
+    bounds = mindex.lower_bounds(coords, residuals, norms, 0, 0.0, block=512)
+    assert np.all(bounds <= exact)
+    assert np.all(exact - bounds <= 2e-5 * np.square(norms + norms[0]))  # and loses no more than that
+
+
 def test_search_is_exact_with_ties_and_masks():
     loglik = families(500, 200, seed=1)
     mu, basis, _ = mindex.fit_basis(loglik, d=6)
     coords, residuals, totals = mindex.project(loglik, mu, basis)
-    tau = mindex.tau_for(basis)
+    tau = mindex.tau_for(mindex.orthonormality_error(basis))
     rng = np.random.default_rng(0)
     fetched = []
 
@@ -239,6 +255,15 @@ def test_an_index_of_another_version_text_set_or_entry_list_is_refused(tmp_path)
         with pytest.raises(LlklError) as exc:
             llkl_db.open(root)
         assert f"format version {version}, this llkl-db reads 2" in _one_line(exc) and "llkl-db index" in str(exc.value)
+
+    # queries deflate the bound by the recorded orthonormality error: validate checks it
+    assert raw["basis_orthonormality_error"] > 0
+    info_path.write_text(json.dumps({**raw, "basis_orthonormality_error": 0.0}))
+    assert any("basis_orthonormality_error" in p.reason for p in validate(root).problems)
+    info_path.write_text(json.dumps({**raw, "basis_orthonormality_error": "small"}))
+    with pytest.raises(LlklError) as exc:
+        llkl_db.open(root)
+    assert "basis_orthonormality_error must be a number" in _one_line(exc)
 
     wrong_shape = {**raw["arrays"], "coords.bin": {**raw["arrays"]["coords.bin"], "shape": [40, 5]}}
     info_path.write_text(json.dumps({**raw, "arrays": wrong_shape}))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,7 @@ class IndexInfo:
     created_at: str
     vector_files: dict[str, list[int]] = field(default_factory=dict)  # relative path -> [rows, bytes]
     arrays: dict[str, dict] = field(default_factory=dict)  # ARRAYS name -> dtype, shape, sha256
+    basis_orthonormality_error: float = float("nan")  # ||B B^T - I||_F of the stored basis
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -77,13 +79,17 @@ class Index:
     mu: np.ndarray  # N float32
     basis: np.ndarray  # d x N float32
 
-    @property
+    @cached_property
+    def ynorms(self) -> np.ndarray:
+        """|y| per entry (float64)."""
+        from llkl_db.math.index import coord_norms
+
+        return coord_norms(self.coords)
+
+    @cached_property
     def norms(self) -> np.ndarray:
         """sqrt(|y|^2 + r^2) = |c - mu| per entry (float64)."""
-        if not hasattr(self, "_norms"):
-            sq = np.einsum("ij,ij->i", self.coords, self.coords, dtype=np.float64)
-            self._norms = np.sqrt(sq + self.residuals**2)
-        return self._norms
+        return np.sqrt(np.square(self.ynorms) + np.square(self.residuals))
 
 
 def entry_ids_digest(ids) -> str:
@@ -94,7 +100,7 @@ def entry_ids_digest(ids) -> str:
 
 def write_index(folder: DatasetFolder, info: IndexInfo, entries, coords, residuals, mu, basis) -> IndexInfo:
     """Write the index files atomically (entries: metadata columns plus ``file``, ``row``, in
-    index order); ``info.arrays`` is filled in here. index.json is written last: it is what marks
+    index order); ``info.arrays`` and ``info.basis_orthonormality_error`` are filled in here. index.json is written last: it is what marks
     an index present. Returns the info written."""
     from dataclasses import replace
 
@@ -120,7 +126,9 @@ def write_index(folder: DatasetFolder, info: IndexInfo, entries, coords, residua
         with atomic_path(folder.index_path(name)) as tmp:
             data.tofile(tmp)
         arrays[name] = {"dtype": dtype, "shape": shape(k, d), "sha256": hashlib.sha256(data.data).hexdigest()}
-    info = replace(info, arrays=arrays)
+    from llkl_db.math.index import orthonormality_error
+
+    info = replace(info, arrays=arrays, basis_orthonormality_error=orthonormality_error(basis))
     write_text_atomic(folder.index_path("index.json"), info.to_json())
     return info
 
@@ -156,7 +164,10 @@ def _read_info(path: Path) -> IndexInfo:
                 f"{path}: index format version {raw.get('index_format_version')!r}, this llkl-db reads "
                 f"{INDEX_FORMAT_VERSION}; {BUILD_HINT}"
             )
-        return IndexInfo(**raw)
+        info = IndexInfo(**raw)
+        if not (isinstance(info.basis_orthonormality_error, float) and 0.0 <= info.basis_orthonormality_error < 1.0):
+            raise LlklError(f"{path}: basis_orthonormality_error must be a number in [0, 1); {BUILD_HINT}")
+        return info
     except LlklError:
         raise
     except (ValueError, TypeError, AttributeError, OSError) as exc:

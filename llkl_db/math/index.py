@@ -94,9 +94,15 @@ def residual_fraction(residuals: np.ndarray, totals: np.ndarray) -> float:
     return float(np.sum(np.square(residuals)) / den) if den > 0 else 0.0
 
 
-def tau_for(basis: np.ndarray) -> float:
-    """The relative deflation that keeps the bound valid for this stored basis."""
-    return BASE_TAU + 4.0 * orthonormality_error(basis)
+def tau_for(orthonormality: float) -> float:
+    """The relative deflation that keeps the bound valid for a stored basis whose
+    :func:`orthonormality_error` is ``orthonormality``."""
+    return BASE_TAU + 4.0 * orthonormality
+
+
+def coord_norms(coords: np.ndarray) -> np.ndarray:
+    """|y_i| per row of the float32 coordinates, computed in float64."""
+    return np.sqrt(np.einsum("ij,ij->i", coords, coords, dtype=np.float64))
 
 
 def lower_bounds(
@@ -105,30 +111,42 @@ def lower_bounds(
     norms: np.ndarray,
     q: int | tuple[np.ndarray, float, float],
     tau: float,
-    block: int = 65_536,
+    ynorms: np.ndarray | None = None,
+    block: int = 1 << 18,
 ) -> np.ndarray:
     """Lower bounds on ||c_q - c_j||^2 for every row j (float64).
 
     ``q`` is a row position or (coords, residual, norm) of an outside vector. ``norms`` are
-    sqrt(|y|^2 + r^2). The float32 sum of squares is deflated by its rounding bound, then the
-    distance by tau (|z_q| + |z_j|)."""
+    sqrt(|y|^2 + r^2), ``ynorms`` |y| (:func:`coord_norms`; computed when None). ||y_j - y_q||^2
+    is |y_j|^2 + |y_q|^2 - 2 y_j.y_q with the dot products in float32 (one matrix-vector product:
+    one pass over the coordinates), deflated by their rounding bound gamma_d |y_j| |y_q| (any
+    summation order) and the float64 rounding; then the distance by tau (|z_q| + |z_j|)."""
+    if ynorms is None:
+        ynorms = coord_norms(coords)
     if isinstance(q, (int, np.integer)):
         yq, rq, nq = coords[q], float(residuals[q]), float(norms[q])
     else:
         yq, rq, nq = q
     yq = np.asarray(yq, dtype=np.float32)
     k, d = coords.shape
+    nyq = float(np.sqrt(np.dot(yq.astype(np.float64), yq.astype(np.float64))))
+    gamma = d * _F32_EPS / (1.0 - d * _F32_EPS) + 1e-12  # eps = 2u: twice the textbook bound
     out = np.empty(k, dtype=np.float64)
-    shrink = 1.0 - (d + 4) * _F32_EPS
     for start in range(0, k, block):
-        part = coords[start : start + block] - yq
-        s = np.einsum("ij,ij->i", part, part).astype(np.float64)
-        s *= shrink
-        s += np.square(residuals[start : start + block] - rq)
-        np.sqrt(s, out=s)
-        s -= tau * (nq + norms[start : start + block])
+        part = slice(start, start + block)
+        ny = ynorms[part]
+        s = coords[part] @ yq  # float32
+        s = s.astype(np.float64)
+        s *= -2.0
+        s += np.square(ny)
+        s += nyq * nyq
+        s -= gamma * np.square(ny + nyq)
         np.maximum(s, 0.0, out=s)
-        out[start : start + block] = s * s
+        s += np.square(residuals[part] - rq)
+        np.sqrt(s, out=s)
+        s -= tau * (nq + norms[part])
+        np.maximum(s, 0.0, out=s)
+        out[part] = s * s
     return out
 
 

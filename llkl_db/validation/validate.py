@@ -242,6 +242,10 @@ def _check_index(folder: DatasetFolder, report: ValidationReport) -> None:
     error = mindex.orthonormality_error(index.basis)
     if error > ORTHONORMAL_TOL:
         report.add(folder.index_path("basis.parquet"), f"basis rows not orthonormal (|BB^T - I| = {error:.2e})")
+    elif error > info.basis_orthonormality_error * (1 + 1e-6) + 1e-12:  # queries deflate by the recorded one
+        report.add(
+            where, f"basis_orthonormality_error {info.basis_orthonormality_error:.3e} is below the basis' {error:.3e}"
+        )
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(info.n_entries, min(INDEX_SAMPLE, info.n_entries), replace=False))
     reader = RowGroupReader(local_opener(str(folder.root)), info.n_texts)
