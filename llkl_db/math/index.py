@@ -223,8 +223,9 @@ def search(
     pruned_bound = float("inf")
     while True:
         while True:
-            while cursor < order.size and done[order[cursor]]:
-                cursor += 1
+            if cursor < order.size and done[order[cursor]]:  # skip the rows fetched with earlier groups
+                ahead = np.flatnonzero(~done[order[cursor:]])
+                cursor = cursor + int(ahead[0]) if ahead.size else order.size
             if cursor < order.size or order.size >= n_allowed:
                 break
             order = _ordered_prefix(lb, min(n_allowed, 2 * order.size), n_allowed)
@@ -259,7 +260,7 @@ def search(
             if best_var.size >= k and best_var[k - 1] < first:
                 pruned_bound = min(pruned_bound, first)
                 break
-            var, se = variance_with_se(np.asarray(rows[chunk], dtype=np.float64) - q)
+            var, se = variance_with_se(rows[chunk] - q)  # float32 - float64: float64
             n_reranked += chunk.size
             best_pos = np.concatenate([best_pos, positions[chunk]])
             best_var = np.concatenate([best_var, var])
