@@ -296,6 +296,24 @@ def test_a_truncated_index_file_is_one_line(tmp_path, name):
         assert f"{len(data) + 8} bytes, expected {len(data)}" in _one_line(exc)
 
 
+def test_index_entries_without_their_locations_are_one_line(tmp_path):
+    import pyarrow.parquet as pq
+
+    root = _indexed(tmp_path)
+    path = DatasetFolder(root).index_path("entries.parquet")
+    table = pq.read_table(path)
+    for name, column in [
+        ("row_group", None),
+        ("row", pa.array([-1] * 40, pa.int64())),
+        ("file", pa.nulls(40, pa.string())),
+    ]:
+        at = table.schema.get_field_index(name)
+        pq.write_table(table.remove_column(at) if column is None else table.set_column(at, name, column), path)
+        with pytest.raises(LlklError) as exc:
+            llkl_db.open(root)
+        assert str(path) in _one_line(exc) and name in str(exc.value)
+
+
 def test_an_index_listing_other_rows_is_refused_when_they_are_fetched(tmp_path):
     import pyarrow.parquet as pq
 

@@ -266,6 +266,11 @@ def read_index(folder: DatasetFolder, check_files: bool = True) -> Index:
     missing = [c for c in ["entry_id", "file", "row", "row_group"] if c not in entries.columns]
     if missing:
         raise LlklError(f"{epath}: missing column(s) {', '.join(missing)}; {BUILD_HINT}")
+    if entries["file"].dtype != pl.String or entries["file"].null_count():
+        raise LlklError(f"{epath}: file must be non-null strings; {BUILD_HINT}")
+    for name in ("row", "row_group"):
+        if not entries[name].dtype.is_integer() or entries[name].null_count() or (entries[name] < 0).any():
+            raise LlklError(f"{epath}: {name} must be non-negative integers; {BUILD_HINT}")
     coords = _map_array(folder, info, "coords.bin")
     residuals = _map_array(folder, info, "residuals.bin")
     vectors = basis_table.column("vector").combine_chunks()
@@ -280,10 +285,8 @@ def read_index(folder: DatasetFolder, check_files: bool = True) -> Index:
     file_of = (entries["file"].rank("dense") - 1).to_numpy()
     row_of = entries["row"].to_numpy().astype(np.int64)
     group_of = entries["row_group"].to_numpy().astype(np.int64)
-    root = str(folder.root)
-    entries = entries.with_columns((pl.lit(root + "/") + pl.col("file")).alias(FILE_COLUMN)).select(
-        METADATA_COLUMNS + [FILE_COLUMN]
-    )
+    paths = pl.Series(FILE_COLUMN, [f"{folder.root}/{f}" for f in files])
+    entries = entries.with_columns(paths.gather(file_of)).select(METADATA_COLUMNS + [FILE_COLUMN])
     return Index(
         info=info,
         entries=entries,
