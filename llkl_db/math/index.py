@@ -202,8 +202,9 @@ def search(
     ``prefix`` smallest bounds are sorted at first (more when the search goes past them). Batches
     double from ``first_batch`` up to ``max_batch`` candidates (at least k). With ``group_of`` (a
     row-group label per row) a batch counts row groups instead: candidates are taken in order
-    while they fall in at most ``batch`` groups, starting from one, so a query whose neighbours
-    share the group of its best candidate reads that group only."""
+    while they fall in at most ``batch`` groups, starting from one and doubling until k rows are
+    ranked, then one group at a time (a group is read only while its best bound is below the
+    k-th distance found), so a query whose neighbours share a group reads that group only."""
     n = query_clipped.shape[-1]
     lb = np.where(allowed, bounds_sq / n, np.inf)
     n_allowed = int(np.count_nonzero(allowed))
@@ -270,7 +271,10 @@ def search(
         missing = np.setdiff1d(want, positions)
         if missing.size:
             raise ValueError(f"fetch did not return rows {missing[:5].tolist()}")
-        batch = min(2 * batch, max_batch) if group_of is not None else max(k, min(2 * batch, max_batch))
+        if group_of is None:
+            batch = max(k, min(2 * batch, max_batch))
+        else:  # doubling until k rows are ranked, then one group at a time: each may end the search
+            batch = 1 if best_var.size >= k else min(2 * batch, max_batch)
     return SearchResult(best_pos, best_var, best_se, n_reranked, min(next_lb, pruned_bound))
 
 
