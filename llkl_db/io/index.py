@@ -28,7 +28,7 @@ import numpy as np
 from llkl_db.errors import LlklError
 
 from .atomic import atomic_path, write_text_atomic
-from .parquet import read_frame
+from .parquet import read_footer, read_frame
 from .rowgroups import primitive_numpy
 from .vectors import FILE_COLUMN, FILE_SLACK_BYTES, METADATA_COLUMNS, ROW_METADATA_BYTES
 
@@ -101,12 +101,14 @@ def entry_ids_digest(ids) -> str:
 
 def write_index(folder: DatasetFolder, info: IndexInfo, entries, coords, residuals, mu, basis) -> IndexInfo:
     """Write the index files atomically (entries: metadata columns plus ``file``, ``row``, in
-    index order); ``info.arrays`` and ``info.basis_orthonormality_error`` are filled in here. index.json is written last: it is what marks
-    an index present. Returns the info written."""
+    index order), filling in ``info.arrays`` and ``info.basis_orthonormality_error``. index.json
+    is written last: it is what marks an index present. Returns the info written."""
     from dataclasses import replace
 
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from llkl_db.math.index import orthonormality_error
 
     k, d = coords.shape
     n = mu.shape[0]
@@ -127,8 +129,6 @@ def write_index(folder: DatasetFolder, info: IndexInfo, entries, coords, residua
         with atomic_path(folder.index_path(name)) as tmp:
             data.tofile(tmp)
         arrays[name] = {"dtype": dtype, "shape": shape(k, d), "sha256": hashlib.sha256(data.data).hexdigest()}
-    from llkl_db.math.index import orthonormality_error
-
     info = replace(info, arrays=arrays, basis_orthonormality_error=orthonormality_error(basis))
     write_text_atomic(folder.index_path("index.json"), info.to_json())
     return info
@@ -136,15 +136,12 @@ def write_index(folder: DatasetFolder, info: IndexInfo, entries, coords, residua
 
 def _row_groups(folder: DatasetFolder, entries) -> np.ndarray:
     """The Parquet row group of each entry within its vector file (from the files' footers)."""
-    import pyarrow.parquet as pq
-
     out = np.empty(entries.height, dtype=np.int32)
     files = entries["file"].to_numpy()
     rows = entries["row"].to_numpy()
     for rel in dict.fromkeys(files.tolist()):
         at = files == rel
-        md = pq.read_metadata(folder.root / rel)
-        starts = np.cumsum([md.row_group(g).num_rows for g in range(md.num_row_groups)])
+        starts = np.cumsum(read_footer(folder.root / rel, "vector file").row_group_rows)
         out[at] = np.searchsorted(starts, rows[at], side="right")
     return out
 
@@ -205,7 +202,9 @@ def _map_array(folder: DatasetFolder, info: IndexInfo, name: str) -> np.ndarray:
             f"{path}: cannot read the index array ({exc.strerror or type(exc).__name__}); {BUILD_HINT}"
         ) from None
     if actual != size:
-        raise LlklError(f"{path}: {actual} bytes, expected {size} ({dtype} x {expected}): truncated?; {BUILD_HINT}")
+        raise LlklError(
+            f"{path}: {actual} bytes, expected {size} ({dtype} x {expected}; truncated or of another build); {BUILD_HINT}"
+        )
     if size == 0:
         return np.zeros(expected, dtype=dtype)
     return np.memmap(path, dtype=dtype, mode="r", shape=tuple(expected))
