@@ -78,9 +78,9 @@ class _Store:
         self.reader = reader
         self.materialize = materialize
         if index is not None:
-            names = {0: "outputs", 1: "layers"}
             thr = index.info.clip_thresholds
-            self.__dict__["row_thresholds"] = np.array([thr[names[int(g)]] for g in self.row_groups], dtype=np.float64)
+            table = np.array([thr.get("outputs", np.nan), thr.get("layers", np.nan)], dtype=np.float64)
+            self.__dict__["row_thresholds"] = table[self.row_groups]
 
     @classmethod
     def local(cls, folder: DatasetFolder) -> _Store:
@@ -139,15 +139,16 @@ class _Store:
 
     @cached_property
     def group_of(self) -> np.ndarray:
-        """A row-group label per entry (file, row // ROWS_PER_GROUP): batches of an indexed search
-        count row groups (a file written otherwise only batches less well)."""
-        return self.index.file_of * (1 << 40) + self.index.row_of // ROWS_PER_GROUP
+        """A row-group label per entry (file, row group): batches of an indexed search count row groups."""
+        return self.index.file_of * (1 << 40) + self.index.group_of
 
     @cached_property
     def tau(self) -> float:
+        """The bound's deflation for the index's basis (its orthonormality error as recorded at
+        build; validate recomputes it)."""
         from llkl_db.math import index as mindex
 
-        return mindex.tau_for(self.index.basis)
+        return mindex.tau_for(self.index.info.basis_orthonormality_error)
 
     @cached_property
     def row_groups(self) -> np.ndarray:
@@ -512,7 +513,7 @@ class Dataset:
         index = store.index
         read_before = store.reader.bytes_read
         query_row = store.rows([position])[0]
-        bounds = mindex.lower_bounds(index.coords, index.residuals, index.norms, position, store.tau)
+        bounds = mindex.lower_bounds(index.coords, index.residuals, index.norms, position, store.tau, index.ynorms)
         # Memory: at most BATCH_BYTES of candidates' row groups (float32) per batch, plus k rows.
         groups_per_batch = max(1, BATCH_BYTES // (ROWS_PER_GROUP * 4 * self.metadata.n_texts))
         res = mindex.search(

@@ -163,8 +163,7 @@ def build_index(
     write_text_atomic(
         folder.index_path("calibration.json"), json.dumps(relations.calibration_to_json(calibration)) + "\n"
     )
-    write_index(folder, info, layout, coords, residuals, mu, b)
-    return info
+    return write_index(folder, info, layout, coords, residuals, mu, b)
 
 
 CALIBRATION_PAIRS_PER_CLASS = 500  # at most ~6,000 rows read to calibrate relations

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from helpers import synthetic_loglik, write_dataset
 from typer.testing import CliRunner
@@ -48,7 +50,7 @@ def test_the_bound_never_exceeds_the_exact_distance(d):
     mu = mu.astype(np.float32)
     coords, residuals, _ = mindex.project(clipped, mu, basis)
     norms = np.sqrt(np.einsum("ij,ij->i", coords.astype(np.float64), coords.astype(np.float64)) + residuals**2)
-    tau = mindex.tau_for(basis)
+    tau = mindex.tau_for(mindex.orthonormality_error(basis))
     c = mindex.center_rows(clipped)
     for q in [0, 1, 2, 3, 4, 5, 77, 399]:
         exact = np.einsum("ij,ij->i", c - c[q], c - c[q])
@@ -64,7 +66,7 @@ def test_the_bound_holds_for_a_basis_off_orthonormal_and_an_outside_vector():
     mu, basis, _ = mindex.fit_basis(clipped, d=8)
     basis = (basis + 1e-6 * rng.standard_normal(basis.shape)).astype(np.float32)  # off by ~1e-6
     coords, residuals, totals = mindex.project(clipped, mu, basis)
-    tau = mindex.tau_for(basis)
+    tau = mindex.tau_for(mindex.orthonormality_error(basis))
     assert tau > mindex.BASE_TAU
     outside = clipped[7] + 0.01 * rng.standard_normal(128).astype(np.float32)
     y, r, t = mindex.project(outside[None, :], mu, basis)
@@ -74,11 +76,27 @@ def test_the_bound_holds_for_a_basis_off_orthonormal_and_an_outside_vector():
     assert np.all(bounds <= np.einsum("ij,ij->i", c - co, c - co))
 
 
+def test_the_bound_holds_for_near_rows_far_from_the_mean():
+    """||y_j - y_q||^2 comes from float32 dot products: cancellation is worst for near rows with
+    large coordinates, which the rounding deflation must cover (tau = 0: no other slack)."""
+    rng = np.random.default_rng(3)
+    d = 64
+    centre = rng.standard_normal(d) * 1e3
+    coords = (centre + rng.standard_normal((2000, d)) * np.logspace(-3, 1, 2000)[:, None]).astype(np.float32)
+    residuals = np.zeros(2000)
+    norms = mindex.coord_norms(coords)
+    exact = coords.astype(np.float64) - coords[0].astype(np.float64)
+    exact = np.einsum("ij,ij->i", exact, exact)
+    bounds = mindex.lower_bounds(coords, residuals, norms, 0, 0.0, block=512)
+    assert np.all(bounds <= exact)
+    assert np.all(exact - bounds <= 2e-5 * np.square(norms + norms[0]))  # and loses no more than that
+
+
 def test_search_is_exact_with_ties_and_masks():
     loglik = families(500, 200, seed=1)
     mu, basis, _ = mindex.fit_basis(loglik, d=6)
     coords, residuals, totals = mindex.project(loglik, mu, basis)
-    tau = mindex.tau_for(basis)
+    tau = mindex.tau_for(mindex.orthonormality_error(basis))
     rng = np.random.default_rng(0)
     fetched = []
 
@@ -162,20 +180,17 @@ def test_merge_builds_the_index_in_kd_order_and_validate_checks_it(tmp_path):
         assert a.search["n_reranked"] < 300
     report = validate(out)
     assert not [p for p in report.problems if "/index/" in p.where]  # (the rows lack provenance)
-    # a tampered coordinate is found
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = folder.index_path("entries.parquet")
-    table = pq.read_table(path)
-    coords = table["coords"].combine_chunks().values.to_numpy().reshape(300, -1).copy()
+    # a tampered coordinate is found: by its digest, and recomputed when the digest is updated too
+    path = folder.index_path("coords.bin")
+    coords = np.fromfile(path, dtype="<f4").reshape(300, -1)
     coords[:, 0] += 50.0
-    table = table.set_column(
-        table.schema.get_field_index("coords"),
-        "coords",
-        pa.FixedSizeListArray.from_arrays(pa.array(coords.ravel()), coords.shape[1]),
-    )
-    pq.write_table(table, path)
+    coords.tofile(path)
+    report = validate(out)
+    assert any(p.where == str(path) and "sha256" in p.reason for p in report.problems)
+    info_path = folder.index_path("index.json")
+    raw = json.loads(info_path.read_text())
+    raw["arrays"]["coords.bin"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    info_path.write_text(json.dumps(raw))
     report = validate(out)
     assert any("recomputed" in p.reason for p in report.problems)
 
@@ -231,15 +246,30 @@ def test_an_index_of_another_version_text_set_or_entry_list_is_refused(tmp_path)
         llkl_db.open(root)
     assert "another text set" in _one_line(exc)
 
+    # the entry-id digest is validate's (a query does not hash every id)
     info_path.write_text(json.dumps({**raw, "entry_ids_sha256": "f" * 64}))
-    with pytest.raises(LlklError) as exc:
-        llkl_db.open(root)
-    assert "another entry list" in _one_line(exc)
+    assert any("entry ids do not match the digest" in p.reason for p in validate(root).problems)
 
-    info_path.write_text(json.dumps({**raw, "index_format_version": 99}))
+    for version in (1, 99):  # 1: the coordinates inside entries.parquet, before the raw arrays
+        info_path.write_text(json.dumps({**raw, "index_format_version": version}))
+        with pytest.raises(LlklError) as exc:
+            llkl_db.open(root)
+        assert f"format version {version}, this llkl-db reads 2" in _one_line(exc) and "llkl-db index" in str(exc.value)
+
+    # queries deflate the bound by the recorded orthonormality error: validate checks it
+    assert raw["basis_orthonormality_error"] > 0
+    info_path.write_text(json.dumps({**raw, "basis_orthonormality_error": 0.0}))
+    assert any("basis_orthonormality_error" in p.reason for p in validate(root).problems)
+    info_path.write_text(json.dumps({**raw, "basis_orthonormality_error": "small"}))
     with pytest.raises(LlklError) as exc:
         llkl_db.open(root)
-    assert "format version 99" in _one_line(exc)
+    assert "basis_orthonormality_error must be a number" in _one_line(exc)
+
+    wrong_shape = {**raw["arrays"], "coords.bin": {**raw["arrays"]["coords.bin"], "shape": [40, 5]}}
+    info_path.write_text(json.dumps({**raw, "arrays": wrong_shape}))
+    with pytest.raises(LlklError) as exc:
+        llkl_db.open(root)
+    assert "coords.bin must be recorded as <f4 of shape [40, 4]" in _one_line(exc)
     info_path.write_text(original)
 
     # a vector file rewritten after the index was built
@@ -249,7 +279,7 @@ def test_an_index_of_another_version_text_set_or_entry_list_is_refused(tmp_path)
     assert "changed or missing since" in _one_line(exc)
 
 
-@pytest.mark.parametrize("name", ["entries.parquet", "basis.parquet", "index.json"])
+@pytest.mark.parametrize("name", ["entries.parquet", "basis.parquet", "index.json", "coords.bin", "residuals.bin"])
 def test_a_truncated_index_file_is_one_line(tmp_path, name):
     root = _indexed(tmp_path)
     path = DatasetFolder(root).index_path(name)
@@ -258,6 +288,44 @@ def test_a_truncated_index_file_is_one_line(tmp_path, name):
     with pytest.raises(LlklError) as exc:
         llkl_db.open(root)
     assert str(path) in _one_line(exc)
+    if name.endswith(".bin"):
+        assert f"{len(data) // 2} bytes, expected {len(data)}" in str(exc.value)
+        path.write_bytes(data + b"\0" * 8)  # longer than recorded: refused too
+        with pytest.raises(LlklError) as exc:
+            llkl_db.open(root)
+        assert f"{len(data) + 8} bytes, expected {len(data)}" in _one_line(exc)
+
+
+def test_index_entries_without_their_locations_are_one_line(tmp_path):
+    import pyarrow.parquet as pq
+
+    root = _indexed(tmp_path)
+    path = DatasetFolder(root).index_path("entries.parquet")
+    table = pq.read_table(path)
+    for name, column in [
+        ("row_group", None),
+        ("row", pa.array([-1] * 40, pa.int64())),
+        ("file", pa.nulls(40, pa.string())),
+    ]:
+        at = table.schema.get_field_index(name)
+        pq.write_table(table.remove_column(at) if column is None else table.set_column(at, name, column), path)
+        with pytest.raises(LlklError) as exc:
+            llkl_db.open(root)
+        assert str(path) in _one_line(exc) and name in str(exc.value)
+
+
+def test_an_index_listing_other_rows_is_refused_when_they_are_fetched(tmp_path):
+    import pyarrow.parquet as pq
+
+    root = _indexed(tmp_path)
+    path = DatasetFolder(root).index_path("entries.parquet")
+    table = pq.read_table(path)
+    ids = table["entry_id"].to_pylist()
+    table = table.set_column(0, "entry_id", pa.array(ids[1:] + ids[:1]))  # the same ids, other rows
+    pq.write_table(table, path)
+    with pytest.raises(LlklError) as exc:
+        llkl_db.open(root).nearest(ids[5], k=3)
+    assert "does not hold the entries its index lists" in _one_line(exc)
 
 
 def test_a_dataset_without_an_index_works_and_says_how_to_build_one(tmp_path, monkeypatch):

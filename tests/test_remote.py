@@ -75,6 +75,18 @@ def test_a_remote_read_that_fails_half_way_is_one_line_and_nothing_is_kept(datas
         assert "not found" in str(exc.value) and "\n" not in str(exc.value)
 
 
+def test_a_truncated_index_array_served_over_http_is_one_line(dataset, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset, copy)
+    path = copy / "index" / "coords.bin"
+    path.write_bytes(path.read_bytes()[:-4])
+    with serve(copy) as (url, _):
+        with pytest.raises(LlklError) as exc:
+            llkl_db.open(url)
+    assert str(exc.value).startswith(f"{url}/index/coords.bin: ") and "\n" not in str(exc.value)
+    assert "truncated" in str(exc.value)
+
+
 class FakeHub:
     """hf_hub_download / HfFileSystem / snapshot_download serving a local folder as commit COMMIT."""
 
@@ -136,8 +148,10 @@ def test_hub_nearest_downloads_the_index_only_pinned_to_a_commit(dataset, hub):
     assert sorted(f for f, _ in hub.downloads) == [
         "index/basis.parquet",
         "index/calibration.json",
+        "index/coords.bin",
         "index/entries.parquet",
         "index/index.json",
+        "index/residuals.bin",
         "llkl-db.json",
     ]
     assert hub.opened and all("/vectors/" in p for p in hub.opened)

@@ -61,7 +61,10 @@ def open_remote(source: str, revision: str | None = None) -> RemoteParts | Path:
 
 
 def _store(folder: DatasetFolder, opener, where: str, materialize) -> RemoteParts:
-    index = folder.read_index(check_files=False)
+    try:
+        index = folder.read_index(check_files=False)
+    except LlklError as exc:  # name the remote file, not the local copy
+        raise LlklError(str(exc).replace(f"{folder.root}/", where)) from None
     reader = RowGroupReader(opener, folder.metadata.n_texts, where=where)
     return RemoteParts(folder, index, reader, materialize)
 

@@ -29,9 +29,9 @@ from .kl import variance_with_se
 DEFAULT_DIM = 64
 DEFAULT_SAMPLE = 20_000
 BASE_TAU = 1e-5  # relative deflation of the bound, on the norms
-LEAF_ROWS = 64
+LEAF_ROWS = 16  # kd leaves: whole row groups of any size rows_per_group gives (16, 32, 64)
 GROUP_WINDOW = 64  # candidates looked at per row group of a batch (with group_of)
-RERANK_CHUNK = 32  # rows re-ranked at once: between chunks the search may prune the rest
+RERANK_CHUNK = 8  # rows re-ranked at once: between chunks the search prunes the rest (8: half the rows of 32)
 _F32_EPS = float(np.finfo(np.float32).eps)
 
 
@@ -101,9 +101,15 @@ def residual_fraction(residuals: np.ndarray, totals: np.ndarray) -> float:
     return float(np.sum(np.square(residuals)) / den) if den > 0 else 0.0
 
 
-def tau_for(basis: np.ndarray) -> float:
-    """The relative deflation that keeps the bound valid for this stored basis."""
-    return BASE_TAU + 4.0 * orthonormality_error(basis)
+def tau_for(orthonormality: float) -> float:
+    """The relative deflation that keeps the bound valid for a stored basis whose
+    :func:`orthonormality_error` is ``orthonormality``."""
+    return BASE_TAU + 4.0 * orthonormality
+
+
+def coord_norms(coords: np.ndarray) -> np.ndarray:
+    """|y_i| per row of the float32 coordinates, computed in float64."""
+    return np.sqrt(np.einsum("ij,ij->i", coords, coords, dtype=np.float64))
 
 
 def lower_bounds(
@@ -112,30 +118,42 @@ def lower_bounds(
     norms: np.ndarray,
     q: int | tuple[np.ndarray, float, float],
     tau: float,
-    block: int = 65_536,
+    ynorms: np.ndarray | None = None,
+    block: int = 1 << 18,
 ) -> np.ndarray:
     """Lower bounds on ||c_q - c_j||^2 for every row j (float64).
 
     ``q`` is a row position or (coords, residual, norm) of an outside vector. ``norms`` are
-    sqrt(|y|^2 + r^2). The float32 sum of squares is deflated by its rounding bound, then the
-    distance by tau (|z_q| + |z_j|)."""
+    sqrt(|y|^2 + r^2), ``ynorms`` |y| (:func:`coord_norms`; computed when None). ||y_j - y_q||^2
+    is |y_j|^2 + |y_q|^2 - 2 y_j.y_q with the dot products in float32 (one matrix-vector product:
+    one pass over the coordinates), deflated by their rounding bound gamma_d |y_j| |y_q| (any
+    summation order) and the float64 rounding; then the distance by tau (|z_q| + |z_j|)."""
+    if ynorms is None:
+        ynorms = coord_norms(coords)
     if isinstance(q, (int, np.integer)):
         yq, rq, nq = coords[q], float(residuals[q]), float(norms[q])
     else:
         yq, rq, nq = q
     yq = np.asarray(yq, dtype=np.float32)
     k, d = coords.shape
+    nyq = float(np.sqrt(np.dot(yq.astype(np.float64), yq.astype(np.float64))))
+    gamma = d * _F32_EPS / (1.0 - d * _F32_EPS) + 1e-12  # eps = 2u: twice the textbook bound
     out = np.empty(k, dtype=np.float64)
-    shrink = 1.0 - (d + 4) * _F32_EPS
     for start in range(0, k, block):
-        part = coords[start : start + block] - yq
-        s = np.einsum("ij,ij->i", part, part).astype(np.float64)
-        s *= shrink
-        s += np.square(residuals[start : start + block] - rq)
-        np.sqrt(s, out=s)
-        s -= tau * (nq + norms[start : start + block])
+        part = slice(start, start + block)
+        ny = ynorms[part]
+        s = coords[part] @ yq  # float32
+        s = s.astype(np.float64)
+        s *= -2.0
+        s += np.square(ny)
+        s += nyq * nyq
+        s -= gamma * np.square(ny + nyq)
         np.maximum(s, 0.0, out=s)
-        out[start : start + block] = s * s
+        s += np.square(residuals[part] - rq)
+        np.sqrt(s, out=s)
+        s -= tau * (nq + norms[part])
+        np.maximum(s, 0.0, out=s)
+        out[part] = s * s
     return out
 
 
@@ -191,8 +209,9 @@ def search(
     ``prefix`` smallest bounds are sorted at first (more when the search goes past them). Batches
     double from ``first_batch`` up to ``max_batch`` candidates (at least k). With ``group_of`` (a
     row-group label per row) a batch counts row groups instead: candidates are taken in order
-    while they fall in at most ``batch`` groups, starting from one, so a query whose neighbours
-    share the group of its best candidate reads that group only."""
+    while they fall in at most ``batch`` groups, starting from one and doubling until k rows are
+    ranked, then one group at a time (a group is read only while its best bound is below the
+    k-th distance found), so a query whose neighbours share a group reads that group only."""
     n = query_clipped.shape[-1]
     lb = np.where(allowed, bounds_sq / n, np.inf)
     n_allowed = int(np.count_nonzero(allowed))
@@ -212,8 +231,9 @@ def search(
     pruned_bound = float("inf")
     while True:
         while True:
-            while cursor < order.size and done[order[cursor]]:
-                cursor += 1
+            if cursor < order.size and done[order[cursor]]:  # skip the rows fetched with earlier groups
+                ahead = np.flatnonzero(~done[order[cursor:]])
+                cursor = cursor + int(ahead[0]) if ahead.size else order.size
             if cursor < order.size or order.size >= n_allowed:
                 break
             order = _ordered_prefix(lb, min(n_allowed, 2 * order.size), n_allowed)
@@ -248,7 +268,7 @@ def search(
             if best_var.size >= k and best_var[k - 1] < first:
                 pruned_bound = min(pruned_bound, first)
                 break
-            var, se = variance_with_se(np.asarray(rows[chunk], dtype=np.float64) - q)
+            var, se = variance_with_se(rows[chunk] - q)  # float32 - float64: float64
             n_reranked += chunk.size
             best_pos = np.concatenate([best_pos, positions[chunk]])
             best_var = np.concatenate([best_var, var])
@@ -258,7 +278,10 @@ def search(
         missing = np.setdiff1d(want, positions)
         if missing.size:
             raise ValueError(f"fetch did not return rows {missing[:5].tolist()}")
-        batch = min(2 * batch, max_batch) if group_of is not None else max(k, min(2 * batch, max_batch))
+        if group_of is None:
+            batch = max(k, min(2 * batch, max_batch))
+        else:  # doubling until k rows are ranked, then one group at a time: each may end the search
+            batch = 1 if best_var.size >= k else min(2 * batch, max_batch)
     return SearchResult(best_pos, best_var, best_se, n_reranked, min(next_lb, pruned_bound))
 
 

@@ -47,12 +47,12 @@ def from_variance(var: np.ndarray | float, se_var: np.ndarray | float, mean_byte
 
 def variance_with_se(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Population variance of each row of ``diff`` (float64) and its delta-method standard error."""
-    d = np.asarray(diff, dtype=np.float64)
-    d = d - d.mean(axis=-1, keepdims=True)
-    sq = d * d
+    sq = np.array(diff, dtype=np.float64)  # a copy, squared in place (fewer passes and allocations)
+    sq -= sq.mean(axis=-1, keepdims=True)
+    np.square(sq, out=sq)
     m2 = sq.mean(axis=-1)
-    m4 = (sq * sq).mean(axis=-1)
-    n = d.shape[-1]
+    m4 = np.square(sq).mean(axis=-1)
+    n = sq.shape[-1]
     se = np.sqrt(np.maximum(m4 - m2 * m2, 0.0) / n)
     return m2, se
 

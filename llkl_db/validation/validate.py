@@ -232,12 +232,12 @@ ORTHONORMAL_TOL = 1e-4
 
 
 def _check_index(folder: DatasetFolder, report: ValidationReport) -> None:
-    """A present index (index/) matches the data: its checks on reading, the digest of the
-    entry ids in storage order, n and d, an orthonormal basis, and a sample of coordinates and
-    residuals recomputed from the vectors."""
+    """A present index (index/) matches the data: its checks on reading, the digests of its raw
+    arrays and of the entry ids (its own list and the vector files' in storage order), n and d,
+    an orthonormal basis, and a sample of coordinates and residuals recomputed from the vectors."""
     if not folder.has_index() or not folder.is_dataset():
         return
-    from llkl_db.io.index import entry_ids_digest
+    from llkl_db.io.index import ARRAYS, array_digest, entry_ids_digest
     from llkl_db.io.rowgroups import RowGroupReader, local_opener
     from llkl_db.math import index as mindex
 
@@ -249,6 +249,13 @@ def _check_index(folder: DatasetFolder, report: ValidationReport) -> None:
         report.add(where, str(exc).removeprefix(f"{where}: "))
         return
     info = index.info
+    for name in ARRAYS:
+        if array_digest(folder.index_path(name)) != info.arrays[name].get("sha256"):
+            report.add(folder.index_path(name), "content does not match its sha256 in index.json")
+            return
+    if entry_ids_digest(index.entries["entry_id"].to_list()) != info.entry_ids_sha256:
+        report.add(folder.index_path("entries.parquet"), "entry ids do not match the digest in index.json")
+        return
     if entries.height != info.n_entries or entry_ids_digest(entries["entry_id"].to_list()) != info.entry_ids_sha256:
         report.add(where, "the entry ids of the vector files (in storage order) do not match the index's digest")
         return
@@ -258,6 +265,10 @@ def _check_index(folder: DatasetFolder, report: ValidationReport) -> None:
     error = mindex.orthonormality_error(index.basis)
     if error > ORTHONORMAL_TOL:
         report.add(folder.index_path("basis.parquet"), f"basis rows not orthonormal (|BB^T - I| = {error:.2e})")
+    elif error > info.basis_orthonormality_error * (1 + 1e-6) + 1e-12:  # queries deflate by the recorded one
+        report.add(
+            where, f"basis_orthonormality_error {info.basis_orthonormality_error:.3e} is below the basis' {error:.3e}"
+        )
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(info.n_entries, min(INDEX_SAMPLE, info.n_entries), replace=False))
     reader = RowGroupReader(local_opener(str(folder.root)), info.n_texts)
