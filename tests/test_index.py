@@ -143,8 +143,8 @@ def embedded_copy(tmp_path):
 
 def test_nearest_through_the_index_equals_the_in_memory_path_on_the_embedded_dataset(embedded_copy):
     info = build_index(DatasetFolder(embedded_copy), d=8)
-    assert info.n_entries == 125 and info.d == 8
     indexed = llkl_db.open(embedded_copy)
+    assert info.n_entries == indexed.entries.height and info.d == 8
     full = llkl_db.open(embedded_copy)
     full._store.clipped  # noqa: B018 - load the matrix: the in-memory path
     for name in indexed.entries["entry_id"].to_list():
