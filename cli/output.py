@@ -70,6 +70,17 @@ def plus_minus(value: float | None, se: float | None) -> str:
     return f"{value:.4g} ± {se:.2g}" if se is not None else f"{value:.4g}"
 
 
+def kl_rows(table) -> list[dict]:
+    """The rows of a neighbours table (nearest, place) with their KLs as 'value ± SE' cells:
+    'KL bits/byte', and 'KL nats/text' where the table has nats."""
+    rows = table.to_dicts()
+    for row in rows:
+        row["KL bits/byte"] = plus_minus(row["kl_bpb"], row["se_bpb"])
+        if "kl_nats" in row:
+            row["KL nats/text"] = plus_minus(row["kl_nats"], row["se_nats"])
+    return rows
+
+
 def print_table(rows: list[dict], columns: list[str], title: str | None = None, caption: str | None = None) -> None:
     """A rich table of ``rows`` restricted to ``columns``. Every cell, header, title and caption is
     escaped for rich (markup shows literally, control characters visibly): ids are untrusted."""

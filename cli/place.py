@@ -9,7 +9,7 @@ import typer
 
 from llkl_db.cli import options
 from llkl_db.cli.errors import handle_errors
-from llkl_db.cli.output import echo, note, plus_minus, print_json, print_table
+from llkl_db.cli.output import echo, kl_rows, note, print_json, print_table
 from llkl_db.errors import BadValueError, LlklError
 
 
@@ -123,9 +123,8 @@ def place(
     if json:
         print_json(result.to_dict())
         return
-    rows = result.table.to_dicts()
+    rows = kl_rows(result.table)
     for row in rows:
-        row["KL bits/byte"] = plus_minus(row["kl_bpb"], row["se_bpb"])
         row["relation"] = f"{row['relation']} ({row['confidence']:.0%})"
     print_table(
         rows,

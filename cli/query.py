@@ -8,7 +8,7 @@ import typer
 
 from llkl_db.cli import options
 from llkl_db.cli.errors import handle_errors
-from llkl_db.cli.output import echo, format_value, note, plus_minus, print_json, print_table
+from llkl_db.cli.output import echo, format_value, kl_rows, note, print_json, print_table
 
 WithBias = Annotated[
     bool,
@@ -43,10 +43,8 @@ def nearest(
     if json:
         print_json(result.to_dict())
         return
-    rows = result.table.to_dicts()
+    rows = kl_rows(result.table)
     for row in rows:
-        row["KL bits/byte"] = plus_minus(row["kl_bpb"], row["se_bpb"])
-        row["KL nats/text"] = plus_minus(row["kl_nats"], row["se_nats"])
         if with_bias:
             row["bias bits/byte"] = f"{row['bias_bpb']:.2g}"
     columns = ["rank", "entry_id", "model_type", "KL bits/byte", "KL nats/text", "level"]
