@@ -532,3 +532,43 @@ def test_place_estimators_agree_on_the_nearest_and_a_bad_one_is_refused(family):
     assert (assisted.table["se_vs_first_bpb"][0] == 0.0) and (assisted.table["se_vs_first_bpb"][1:] > 0).all()
     with pytest.raises(BadValueError, match="estimator 'nope'"):
         place(ds, ids, query[ids], estimator="nope")
+
+
+def test_a_hostile_partial_shard_is_refused_in_one_line(family, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root, query, _ = family
+    good = _shard(tmp_path / "good.parquet", root, np.arange(50), query[:50])
+    table = pq.read_table(good)
+
+    def rewrite(name: str, **columns) -> Path:
+        out = table
+        for column, value in columns.items():
+            out = out.set_column(
+                out.schema.get_field_index(column), column, pa.array([value], out.schema.field(column).type)
+            )
+        path = tmp_path / name
+        pq.write_table(out, path)
+        return path
+
+    truncated = tmp_path / "truncated.parquet"
+    truncated.write_bytes(good.read_bytes()[:-40])
+    two_rows = tmp_path / "two.parquet"
+    pq.write_table(pa.concat_tables([table, table]), two_rows)
+    cases = [
+        (rewrite("repeated.parquet", text_ids=[3] * 50), "repeated text ids"),
+        (rewrite("range.parquet", text_ids=[*range(251, 300), 999]), "must lie in"),
+        (rewrite("positive.parquet", loglik=[5.0] * 50), "positive log-likelihood"),
+        (rewrite("short.parquet", text_ids=list(range(49))), "49 texts"),
+        (truncated, "truncated.parquet"),
+        (two_rows, "place reads one vector"),
+    ]
+    for path, message in cases:
+        before = path.read_bytes()
+        out = runner.invoke(app, ["place", "--vector", str(path), "--dataset", str(root)])
+        assert out.exit_code != 0, (path.name, out.output)
+        lines = [line for line in out.output.splitlines() if line.startswith("Error")]
+        assert len(lines) == 1 and message in lines[0], (path.name, out.output)
+        assert "Traceback" not in out.output
+        assert path.read_bytes() == before  # refused, not rewritten
