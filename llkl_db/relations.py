@@ -406,7 +406,10 @@ def posterior(calibration: Calibration, kl_bpb: float, se_bpb: float = 0.0) -> d
     """P(class | KL) under the calibration's priors (equal when it has none), each class's
     Gaussian on ln KL widened by (SE / KL)^2."""
     kl = max(float(kl_bpb), 1e-12)
-    x = math.log(kl)
+    # beyond the outermost class centres the answer is the outermost class: Gaussians of unequal
+    # spreads cross again in their tails (a wide class would win at KL ~ 0 or at huge KL)
+    centres = [mean for fit in calibration.fits.values() for mean, _ in fit.components or ((fit.mean, fit.sd),)]
+    x = min(max(math.log(kl), min(centres)), max(centres))
     noise = (float(se_bpb) / kl) ** 2 if se_bpb and np.isfinite(se_bpb) else 0.0
     noise = min(noise, 4.0)
     logp = {}

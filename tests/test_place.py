@@ -200,6 +200,38 @@ def test_calibration_falls_back_to_the_reference_scale_and_says_so():
     assert corrected > 0.5
 
 
+def test_the_outermost_classes_hold_beyond_their_centres():
+    # a narrow class near 0 and a wide one further out: the wide Gaussian's tail is higher at
+    # KL -> 0, yet a value below every centre is the innermost class, above every centre the outermost
+    cal = rel.calibrate(
+        {
+            rel.SAME_WEIGHTS: np.array([0.001, 0.0011, 0.0009, 0.001]),
+            rel.FINE_TUNE: np.exp(np.random.default_rng(0).normal(np.log(0.08), 2.5, 50)),
+            rel.UNRELATED: np.array([20.0, 30.0, 40.0, 25.0]),
+        }
+    )
+    assert rel.classify(cal, 7e-12).relation == rel.SAME_WEIGHTS
+    assert rel.classify(cal, 1e-5).relation == rel.SAME_WEIGHTS
+    assert rel.classify(cal, 1e4).relation == rel.UNRELATED
+    assert rel.classify(cal, 0.001).relation == rel.SAME_WEIGHTS
+
+
+def test_a_verdict_never_contradicts_the_metadata():
+    from llkl_db.place.place import judge
+
+    # the fine-tune sits as far from its base as unrelated models do: the KL cannot confirm the
+    # link, the metadata state it, and the verdict says both instead of "no parent"
+    cal = rel.calibrate({rel.UNRELATED: np.array([0.5, 1.0, 2.0, 4.0])})
+    query = _m("me/tuned", base="o/base")
+    base = _m("o/base")
+    args = (cal, "me/tuned", ["o/base@main"], np.array([1.2]), np.array([0.1]), 50)
+    _, stated = judge(*args, query_meta=query, candidate_meta=[base])
+    assert stated.parent == "o/base@main" and stated.relation == rel.FINE_TUNE and stated.p_corrected > 0.05
+    assert "according to the metadata" in stated.text and "does not confirm" in stated.text
+    _, blind = judge(*args)  # no metadata: the data alone name no parent
+    assert blind.parent is None and "no parent" in blind.text
+
+
 def test_nearest_pair_priors_are_smoothed_and_optional():
     assert rel.nearest_priors([None, "logit-lens layer"]) == {}
     pri = rel.nearest_priors([rel.FINE_TUNE] * 10)

@@ -198,7 +198,15 @@ def judge(
         return found, Verdict(None, rel.UNRELATED, 0.0, calibration.source, 1.0, 1.0, 0, None, "no entries to compare")
     best, top = candidates[0], found[0]
     p, p_corr = rel.provenance_p_value(calibration, float(kl[0]), n_compared)
+    stated = top.basis == "metadata" and top.relation in rel.DERIVED
     if p_corr >= SIGNIFICANCE:
+        if stated:  # never contradict the metadata: say that the data do not confirm them
+            text = (
+                f"{name}: {top.relation} of {best} according to the metadata; its KL ({kl[0]:.3g} ± {se[0]:.2g} "
+                f"bits/byte) does not confirm it: unrelated models come as close (p = {p_corr:.2g} after Sidak "
+                f"over {n_compared} entries)"
+            )
+            return found, Verdict(best, top.relation, 1.0, top.basis, p, p_corr, n_compared, best, text)
         text = (
             f"{name} is not closer to any entry than unrelated models are (nearest {best}, "
             f"p = {p_corr:.2g} after Sidak over {n_compared} entries): no parent in this dataset"
