@@ -126,6 +126,18 @@ def embedded():
     return ds.loglik.copy(), ds.entries, ds.metadata.mean_text_bytes, True
 
 
+def full_text_tie(x: np.ndarray, query: int, a: int, b: int) -> bool:
+    """Whether entries a and b are tied as the nearest to ``query`` on all N texts: their
+    difference of variances, the mean over texts of g_s = (d_b,s - dbar_b)^2 - (d_a,s - dbar_a)^2,
+    is within 2 of its SE, SD(g) / sqrt(N) (a or b equal: a tie)."""
+    if a == b:
+        return True
+    da = x[query].astype(np.float64) - x[a]
+    db = x[query].astype(np.float64) - x[b]
+    g = (db - db.mean()) ** 2 - (da - da.mean()) ** 2
+    return abs(float(g.mean())) < 2.0 * float(g.std(ddof=1)) / np.sqrt(g.size)
+
+
 # --- leave one out --------------------------------------------------------------------------------
 def evaluate(
     loglik: np.ndarray,
@@ -225,9 +237,10 @@ def evaluate(
             tie = paired and kl[1] - kl[0] < 2 * pair[1]
             flagged += int(tie)
             unflagged_right += int(not tie and order[0] == best_full[0])
-            # a near tie (two entries within 5% of each other, below the estimator's own bias) is
-            # not a disagreement: the chosen entry's full-text KL within 5% of the nearest's
-            top1_tie += float(exact[order[0]] <= 1.05 * exact[best_full[0]])
+            # the full-text answer is itself an estimate from N texts: the estimate's first agrees up
+            # to full-text ties when its full-text KL is within 2 full-text paired SE (against the
+            # infinite-text value) of the full-text nearest's, i.e. other N texts could swap them
+            top1_tie += float(full_text_tie(x, i, others[best_full[0]], others[order[0]]))
             rel_dev = (est[best_full] - exact[best_full]) / np.maximum(exact[best_full], 1e-300)
             errs.extend(np.abs(rel_dev))
             signed.extend(rel_dev)
@@ -254,7 +267,7 @@ def evaluate(
                 "priors": "nearest pairs" if priors else "equal",
                 "queries": q,
                 "top1_agreement": top1 / q,
-                "top1_within_5pct": top1_tie / q,
+                "top1_up_to_full_text_ties": top1_tie / q,
                 "full_top2_within_2_paired_se": float(np.mean(ties_full)) if ties_full else float("nan"),
                 "flagged_ties": flagged / q if ties_full else float("nan"),
                 "top1_unflagged": unflagged_right / (q - flagged) if ties_full else float("nan"),
@@ -311,14 +324,14 @@ def table(name: str, rows: list[dict]) -> str:
     out = [
         f"{name}",
         "",
-        "| selection | estimator | K | top-1 agreement (strict / within 5%) | median rel. error (top 10) | "
+        "| selection | estimator | K | top-1 agreement (strict / up to full-text ties) | median rel. error (top 10) | "
         "mean signed rel. error | ±2 SE coverage | parent precision | parent recall | new runs: false parents | "
         "full top-2 within 2 paired SE | flagged ties | top-1 when not flagged |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         out.append(
-            f"| {r['selection']} | {r['estimator']} | {r['K']} | {r['top1_agreement']:.1%} / {r['top1_within_5pct']:.1%} | "
+            f"| {r['selection']} | {r['estimator']} | {r['K']} | {r['top1_agreement']:.1%} / {r['top1_up_to_full_text_ties']:.1%} | "
             f"{r['median_rel_error_top10']:.1%} | {r['mean_signed_rel_error_top10']:+.1%} | {r['coverage_2se']:.1%} | "
             f"{r['parent_precision']:.1%} ({r['named']} named) | {r['parent_recall']:.1%} (of {r['with_parent']}) | "
             f"{r['new_run_false_parents']} of {r['new_runs']} | {_pct(r['full_top2_within_2_paired_se'])} | "
