@@ -23,19 +23,29 @@ sys.path.insert(0, str(ROOT))
 import llkl_db  # noqa: E402
 from llkl_db.place.place import place, suggest_text_count, texts_to_score  # noqa: E402
 
-GGUFS = ("smollm2-135m-instruct", "gemma3-270m")
+# (offline model, extra arguments): the GGUFs the embedded entries come from, and a Q4_0 copy of
+# SmolLM2 placed against the dataset without its own Q4_0 entry
+GGUFS = (
+    ("smollm2-135m-instruct", []),
+    ("gemma3-270m", []),
+    (
+        "smollm2-135m-instruct",
+        ["--variant", "q4_0", "--where", "entry_id != 'HuggingFaceTB/SmolLM2-135M-Instruct@gguf-q4_1:q4_0'"],
+    ),
+)
 FINE_TUNE = "llkl-db/SmolLM2-135M-Instruct-bible"
 
 
-def place_gguf(name: str, out: Path) -> None:
-    save = out / f"save-{name}"
-    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "llkl_db.cli", "place", f"offline:{name}"]
+def place_gguf(name: str, extra: list[str], out: Path) -> None:
+    label = name + ("-" + extra[1] if extra else "")
+    save = out / f"save-{label}"
+    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "llkl_db.cli", "place", f"offline:{name}", *extra]
     run = subprocess.run([*cmd, "--device", "cpu", "--save", str(save)], capture_output=True, text=True, cwd=ROOT)
-    (out / f"{name}.log").write_text(run.stdout + run.stderr)
+    (out / f"{label}.log").write_text(run.stdout + run.stderr)
     wall = re.search(r"Elapsed \(wall clock\) time.*: (\S+)", run.stderr)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", run.stderr)
-    verdict = [line for line in run.stdout.splitlines() if line.startswith(f"offline:{name}@main:")]
-    print(f"{name}: exit {run.returncode}, wall {wall and wall[1]}, peak RSS {rss and int(rss[1]) / 1e6:.2f} GB")
+    verdict = [line for line in run.stdout.splitlines() if line.startswith(f"offline:{name}@main")]
+    print(f"{label}: exit {run.returncode}, wall {wall and wall[1]}, peak RSS {rss and int(rss[1]) / 1e6:.2f} GB")
     print("  ", verdict[0] if verdict else run.stdout[-400:])
 
 
@@ -63,8 +73,8 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.skip_gguf:
-        for name in GGUFS:
-            place_gguf(name, args.out)
+        for name, extra in GGUFS:
+            place_gguf(name, extra, args.out)
     place_fine_tune()
 
 
