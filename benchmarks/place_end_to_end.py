@@ -46,7 +46,7 @@ def place_gguf(name: str, extra: list[str], out: Path) -> None:
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", run.stderr)
     verdict = [line for line in run.stdout.splitlines() if line.startswith(f"offline:{name}@main")]
     print(f"{label}: exit {run.returncode}, wall {wall and wall[1]}, peak RSS {rss and int(rss[1]) / 1e6:.2f} GB")
-    print("  ", verdict[0] if verdict else run.stdout[-400:])
+    print("  ", verdict[-1] if verdict else run.stdout[-400:])  # the verdict follows the table title
 
 
 def place_fine_tune() -> None:
