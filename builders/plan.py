@@ -120,16 +120,23 @@ def single_model_plan(
     trust_remote_code: bool = False,
     texts: str | None = None,
 ) -> Plan:
-    """The one-job plan that scores ``model`` (Hub id, local folder or .gguf file) on ``texts``
-    (default: mini). A local path is recorded under its folder name (or ``model_id``), at revision
-    "local" unless another is given."""
+    """The one-job plan that scores ``model`` (Hub id, local folder, .gguf file or offline:NAME)
+    on ``texts`` (default: mini). A local path is recorded under its folder name (or ``model_id``),
+    at revision "local" unless another is given; offline:NAME under its Hub id and the revision
+    label of its GGUF (``offline_identity``), as the embedded dataset records it."""
     if variant is not None:
         get_variant(variant)
     local = Path(model).exists()
+    offline = model.startswith("offline:")
+    default_id, default_revision = (Path(model).name if local else model), "local" if local else "main"
+    if offline:
+        from llkl_db.builders.models.offline import offline_identity
+
+        default_id, default_revision = offline_identity(model.split(":", 1)[1])
     job = Job(
-        model_id=model_id or (Path(model).name if local else model),
-        source=model if local else None,
-        revision="local" if local and revision == "main" else revision,
+        model_id=model_id or default_id,
+        source=model if local or offline else None,
+        revision=default_revision if revision == "main" else revision,
         variant=variant,
         layers=parse_layers(layers),
         dtype=dtype,

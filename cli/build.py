@@ -46,7 +46,10 @@ def build(
     max_length: Annotated[
         Optional[int], typer.Option(help="Window length cap in tokens (default: model context, at most 2048).")
     ] = None,
-    model_id: Annotated[Optional[str], typer.Option(help="Id to record when MODEL is a local path.")] = None,
+    model_id: Annotated[
+        Optional[str],
+        typer.Option(help="Id to record for MODEL (default: a local path's folder name, offline:NAME's Hub id)."),
+    ] = None,
     trust_remote_code: Annotated[
         bool, typer.Option(help="Run the repository's own model code (off by default).")
     ] = False,

@@ -34,7 +34,10 @@ def place(
     variant: Annotated[Optional[str], typer.Option(help="Variant of MODEL (bfloat16, q4_0, ...).")] = None,
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    model_id: Annotated[Optional[str], typer.Option(help="Id to record when MODEL is a local path.")] = None,
+    model_id: Annotated[
+        Optional[str],
+        typer.Option(help="Id to record for MODEL (default: a local path's folder name, offline:NAME's Hub id)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the choice of texts.")] = 0,
     selection: Annotated[
         str,

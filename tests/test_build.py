@@ -124,6 +124,26 @@ def test_single_model_plan(assets):
     assert caught.value.param == "variant"
 
 
+def test_an_offline_model_is_recorded_as_the_embedded_dataset_records_it():
+    # offline:NAME is loaded from its GGUF but recorded under its Hub id and GGUF revision label,
+    # so that `place offline:NAME` meets its own embedded entries as the same model
+    job = single_model_plan("offline:smollm2-135m-instruct", variant="q4_0").jobs[0]
+    assert (job.model_id, job.source, job.revision) == (
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "offline:smollm2-135m-instruct",
+        "gguf-q4_1",
+    )
+    embedded = llkl_db.open().entries
+    for name in ("smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"):
+        key = single_model_plan(f"offline:{name}").jobs[0].key
+        assert key in embedded["entry_id"].to_list(), key
+    # an explicit id and revision win; the model is still loaded from the offline source
+    mine = single_model_plan("offline:gemma3-270m", revision="r1", model_id="me/gemma").jobs[0]
+    assert (mine.model_id, mine.source, mine.revision) == ("me/gemma", "offline:gemma3-270m", "r1")
+    with pytest.raises(LlklError, match="unknown offline model 'nope'"):
+        single_model_plan("offline:nope")
+
+
 def test_plans_reject_unknown_variants_before_running():
     with pytest.raises(BadValueError, match="unknown variant; known: bfloat16, float16, q8_0"):
         parse_plan({"texts": "x", "models": [{"model_id": "a", "variants": [None, "Q8_0"]}]})

