@@ -62,7 +62,10 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 OFFLINE_IDENTITY = {
     "smollm2-135m-instruct": ("HuggingFaceTB/SmolLM2-135M-Instruct", "gguf-q4_1"),
     "gemma3-270m": ("google/gemma-3-270m", "gguf-q4_k_m"),
-    **{name: (model.hub_id, "gguf-q4_k_m") for name, model in SPLIT_MODELS.items()},
+    **{
+        name: (model.hub_id, "gguf-" + model.file_name.removesuffix(".gguf").rsplit("-", 1)[1])
+        for name, model in SPLIT_MODELS.items()
+    },
 }
 
 

@@ -206,7 +206,7 @@ def judge(
                 f"bits/byte) does not confirm it: unrelated models come as close (p = {p_corr:.2g} after Sidak "
                 f"over {n_compared} entries)"
             )
-            return found, Verdict(best, top.relation, 1.0, top.basis, p, p_corr, n_compared, best, text)
+            return found, Verdict(best, top.relation, top.confidence, top.basis, p, p_corr, n_compared, best, text)
         text = (
             f"{name} is not closer to any entry than unrelated models are (nearest {best}, "
             f"p = {p_corr:.2g} after Sidak over {n_compared} entries): no parent in this dataset"
