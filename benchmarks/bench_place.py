@@ -9,20 +9,23 @@ KLs of the full-text top 10; the share of those full-text values inside the repo
 parent-identification precision and recall against the labelled pairs (a named parent is the
 verdict's candidate when its relation is same weights / quantization / fine-tune and the
 provenance test rejects "unrelated"; it is right when the metadata relate the two that way);
-the new-run check: each run's final entry placed with its whole run and the models derived from
-it left out (nothing left is its parent), counting the parents wrongly named; near ties: the
-share of full-text top two closer than 2 paired SE, the share the estimate flags as a tie, and
-top-1 agreement when it does not. Measured side by side in one run (``--runs``): uniform texts
+the new-run check: each run's final entry placed with its whole run, the models derived from it
+and the models it derives from left out (nothing left is its parent), counting the parents
+wrongly named; near ties: the share of full-text top two closer than 2 paired SE, the share the
+estimate flags as a tie, and top-1 agreement when it does not. Measured side by side in one run (``--runs``): uniform texts
 with the assisted estimator (the default), uniform texts with the plain one, and the two-stage
 adaptive choice (weighted estimator).
 
     python benchmarks/bench_place.py --priors nearest   # relation priors from nearest-pair frequencies
 
-The synthetic dataset: Markov chains over 16 symbols, N = 10,000 texts of 40-120 symbols drawn
+The synthetic datasets: Markov chains over 16 symbols, N = 10,000 texts of 40-120 symbols drawn
 from a "data" chain; families (the data chain's log-probabilities plus a large family
 perturbation), two sizes per family (medium perturbation), two seeds per size (small), two late
 checkpoints per seed (tiny), fine-tuned children that move a few rows of the chain (base_model
-set), and quantization-like variants (log-probabilities rounded to a grid: 8-bit fine, 4-bit coarse).
+set), and quantization-like variants (log-probabilities rounded to a grid). Two trees (``--trees``):
+"near-lossless" (8-bit rounding nearly exact, as GGUF Q8_0 is on the embedded dataset; fine-tunes
+as far from their parent as seeds) and "reference" (every relation's median KL at method.md's
+reference value, the scale of arXiv 2505.15353; each relation's median is printed).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +58,33 @@ def _normalise(logits: np.ndarray) -> np.ndarray:
     return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
 
 
-def synthetic(n_texts: int = 10_000, n_families: int = 16, seed: int = 0):
+@dataclass(frozen=True)
+class Tree:
+    """The synthetic tree's perturbation sizes: the SD of the Gaussian noise each relation adds to
+    the chains' log-probabilities (``variants``: name and rounding grid of each variant)."""
+
+    model_type: float  # between the four model types (0: families of one type are as far apart)
+    family: float
+    size: float
+    seed: float
+    checkpoint: float  # step900 from the final step; step800 drifts twice as far
+    fine_tune: float  # on the rows a fine-tune moves
+    tuned_rows: int
+    variants: tuple[tuple[str, float], ...]
+    dither: bool = False
+
+
+# each relation's median KL at method.md's reference value (arXiv 2505.15353, bits/byte): late
+# checkpoints 0.011, seeds 0.12, fine-tunes 0.40, 8-bit 0.44, 4-bit 0.49, sizes 0.48, different
+# families of one type 0.95, any two families 2.2 (the tree's medians: benchmarks/README.md)
+REFERENCE_TREE = Tree(1.10, 0.57, 0.605, 0.286, 0.076, 1.06, 6, (("bnb-8bit", 2.32), ("bnb-4bit", 2.46)), True)
+# the first tree: near-lossless 8-bit copies (as GGUF Q8_0 is on the embedded dataset) and
+# fine-tunes as far from their parent as seeds are, where near ties cap strict top-1
+NEAR_LOSSLESS_TREE = Tree(0.0, 0.7, 0.25, 0.12, 0.02, 0.35, 4, (("q8_0", 0.01), ("q4_0", 0.3)))
+TREES = {"near-lossless": NEAR_LOSSLESS_TREE, "reference": REFERENCE_TREE}
+
+
+def synthetic(n_texts: int = 10_000, n_families: int = 16, seed: int = 0, tree: Tree = NEAR_LOSSLESS_TREE):
     """(loglik K x N, entries frame, mean bytes) of the synthetic tree."""
     rng = np.random.default_rng(seed)
     data = np.log(rng.dirichlet(np.full(A, 1.0), size=A))
@@ -74,30 +104,36 @@ def synthetic(n_texts: int = 10_000, n_families: int = 16, seed: int = 0):
     def add(meta: dict, logp: np.ndarray) -> None:
         models.append((meta, _normalise(logp)))
 
+    def noise(sd: float) -> np.ndarray:
+        return sd * rng.standard_normal((A, A))
+
     types = ["llama", "gpt2", "gpt_neox", "mistral"]
+    typed = [data + noise(tree.model_type) for _ in types] if tree.model_type > 0 else [data] * len(types)
     for f in range(n_families):
-        family = data + 0.7 * rng.standard_normal((A, A))
+        family = typed[f % len(types)] + noise(tree.family)
         mtype = types[f % len(types)]
-        for size, spread in (("70m", 0.0), ("160m", 0.25)):
-            sized = family + spread * rng.standard_normal((A, A))
+        for size, spread in (("70m", 0.0), ("160m", tree.size)):
+            sized = family + noise(spread)
             for s in range(2):
-                seeded = sized + 0.12 * rng.standard_normal((A, A))
+                seeded = sized + noise(tree.seed)
                 model_id = f"syn/fam{f:02d}-{size}-seed{s}"
                 base = {"model_id": model_id, "model_type": mtype, "seed": s, "n_params": int(size[:-1]) * 10**6}
-                for step, drift in ((800, 0.04), (900, 0.02)):
-                    add({**base, "revision": f"step{step}", "step": step}, seeded + drift * rng.standard_normal((A, A)))
+                for step, drift in ((800, 2 * tree.checkpoint), (900, tree.checkpoint)):
+                    add({**base, "revision": f"step{step}", "step": step}, seeded + noise(drift))
                 add({**base, "revision": "main", "step": 1000}, seeded)
                 if s == 0:
-                    for variant, grid in (("q8_0", 0.01), ("q4_0", 0.3)):
+                    for variant, grid in tree.variants:
+                        # each quantizer's own grid offset, so two variants' rounding errors differ
+                        offset = rng.uniform(0.0, grid) if tree.dither else 0.0
                         add(
                             {**base, "revision": "main", "step": 1000, "variant": variant},
-                            np.round(seeded / grid) * grid,
+                            np.round((seeded - offset) / grid) * grid + offset,
                         )
                 if s == 0 and size == "70m":
                     for j in range(2):
                         tuned = seeded.copy()
-                        moved = rng.choice(A, size=4, replace=False)
-                        tuned[moved] += 0.35 * rng.standard_normal((4, A))
+                        moved = rng.choice(A, size=tree.tuned_rows, replace=False)
+                        tuned[moved] += tree.fine_tune * rng.standard_normal((tree.tuned_rows, A))
                         add(
                             {
                                 "model_id": f"syn/tuned{f:02d}-{j}",
@@ -117,6 +153,27 @@ def synthetic(n_texts: int = 10_000, n_families: int = 16, seed: int = 0):
         metas.append(m)
     entries = pl.DataFrame(metas, infer_schema_length=None)
     return loglik, entries, float(lengths.mean())
+
+
+def relation_medians(loglik: np.ndarray, entries: pl.DataFrame, mean_bytes: float) -> dict[str, float]:
+    """Median KL (bits/byte, all N texts) of each labelled setting of a dataset; variants one by
+    one, unrelated pairs split into same and different model types."""
+    x = llmath.clip(loglik, llmath.clip_threshold(loglik))
+    full = llmath.variance_matrix(llmath.prepare_clipped(x)) / (2 * mean_bytes * np.log(2))
+    variants = entries["variant"].to_list()
+    types = entries["model_type"].to_list()
+    out = {}
+    for cls, (a, b) in rel.labelled_pairs(entries).items():
+        kl = full[a, b]
+        if cls in (rel.SAME_WEIGHTS, rel.QUANTIZATION):
+            groups = {f"{cls}|{v}": np.array([variants[j] == v for j in b]) for v in sorted({variants[j] for j in b})}
+        elif cls == rel.UNRELATED:
+            same = np.array([types[i] == types[j] for i, j in zip(a, b, strict=True)])
+            groups = {f"{cls}|same type": same, f"{cls}|other type": ~same}
+        else:
+            groups = {cls: np.ones(kl.size, dtype=bool)}
+        out.update({key: float(np.median(kl[keep])) for key, keep in groups.items() if keep.any()})
+    return out
 
 
 def embedded():
@@ -173,7 +230,8 @@ def evaluate(
         queries = np.sort(np.random.default_rng(seed).choice(e, max_queries, replace=False))
 
     # the new-run check: a run's final entry placed with its whole run (every revision and variant
-    # of the model) and the models derived from it left out, so that nothing left is its parent
+    # of the model), the models derived from it and those it derives from (a fine-tune's base) left
+    # out, so that nothing left is its parent
     def lateness(m: dict) -> tuple:
         digits = "".join(c for c in str(m["revision"] or "") if c.isdigit())
         return (m["revision"] in (None, "main"), int(digits) if digits else -1)
@@ -255,7 +313,11 @@ def evaluate(
                     found += 1
         false_new = 0
         for model_id, i in runs.items():
-            out = [j for j, m in enumerate(metas) if m["model_id"] == model_id or m["base_model"] == model_id]
+            out = [
+                j
+                for j, m in enumerate(metas)
+                if m["model_id"] == model_id or m["base_model"] == model_id or j in truth[i]
+            ]
             verdict = place_one(i, np.array(out), k)[-1]
             false_new += verdict.parent is not None
         q = len(queries)
@@ -347,6 +409,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--families", type=int, default=16)
+    parser.add_argument(
+        "--trees", default=",".join(TREES), help=f"comma-separated synthetic trees ({', '.join(TREES)}); '' for none"
+    )
+    parser.add_argument("--ks", default=",".join(map(str, KS)), help="comma-separated K for the synthetic trees")
+    parser.add_argument("--skip-embedded", action="store_true", help="only the synthetic trees")
     parser.add_argument("--max-queries", type=int, default=None)
     parser.add_argument(
         "--runs",
@@ -358,33 +425,48 @@ def main() -> None:
     )
     args = parser.parse_args()
     runs = [RUNS[r] for r in args.runs.split(",")]
+    trees = [t for t in args.trees.split(",") if t]
+    unknown = sorted(set(trees) - set(TREES))
+    if unknown:
+        parser.error(f"unknown tree {unknown[0]!r}: expected one of {', '.join(TREES)}")
+    ks = tuple(int(v) for v in args.ks.split(","))
     nearest = args.priors == "nearest"
-    report = {"synthetic": [], "embedded": []}
-    loglik, entries, b = synthetic(n_families=args.families)
-    print(f"synthetic: {loglik.shape[0]} entries x {loglik.shape[1]} texts, B = {b:.1f}", flush=True)
-    for sel, est in runs:
-        report["synthetic"] += evaluate(
-            loglik, entries, b, KS, max_queries=args.max_queries, selection=sel, priors=nearest, estimator=est
+    report: dict = {"synthetic": {}, "synthetic_oracle": {}, "embedded": []}
+    texts = []
+    for name in trees:
+        loglik, entries, b = synthetic(n_families=args.families, tree=TREES[name])
+        medians = relation_medians(loglik, entries, b)
+        report.setdefault("synthetic_medians", {})[name] = medians
+        print(f"synthetic ({name}): {loglik.shape[0]} entries x {loglik.shape[1]} texts, B = {b:.1f}", flush=True)
+        rows = []
+        for sel, est in runs:
+            rows += evaluate(
+                loglik, entries, b, ks, max_queries=args.max_queries, selection=sel, priors=nearest, estimator=est
+            )
+        report["synthetic"][name] = rows
+        report["synthetic_oracle"][name] = oracle_bound(loglik, b, ks)
+        texts.append(table(f"Synthetic Markov tree, {name} ({loglik.shape[0]} entries, N = 10,000)", rows))
+        texts.append(
+            f"Median KL of each relation ({name}, bits/byte): "
+            + ", ".join(f"{k.replace('|', ': ')} {v:.3g}" for k, v in medians.items())
         )
-    report["synthetic_oracle"] = oracle_bound(loglik, b, KS)
-    bound = "Bound on strict top-1 agreement from the two nearest (synthetic): " + ", ".join(
-        f"K = {r['K']}: uniform {r['top1_uniform_two_way']:.1%}, oracle importance sampling "
-        f"{r['top1_oracle_is_two_way']:.1%}"
-        for r in report["synthetic_oracle"]
-    )
-    x, entries, b, clipped = embedded()
-    print(f"embedded: {x.shape[0]} output entries x {x.shape[1]} texts", flush=True)
-    for sel, est in runs:
-        report["embedded"] += evaluate(
-            x, entries, b, (50, 100), clipped=clipped, selection=sel, priors=nearest, estimator=est
+        texts.append(
+            f"Bound on strict top-1 agreement from the two nearest ({name}): "
+            + ", ".join(
+                f"K = {r['K']}: uniform {r['top1_uniform_two_way']:.1%}, oracle importance sampling "
+                f"{r['top1_oracle_is_two_way']:.1%}"
+                for r in report["synthetic_oracle"][name]
+            )
         )
-    text = "\n\n".join(
-        [
-            table(f"Synthetic Markov tree ({loglik.shape[0]} entries, N = 10,000)", report["synthetic"]),
-            table(f"Embedded ({x.shape[0]} output entries, N = 160)", report["embedded"]),
-            bound,
-        ]
-    )
+    if not args.skip_embedded:
+        x, entries, b, clipped = embedded()
+        print(f"embedded: {x.shape[0]} output entries x {x.shape[1]} texts", flush=True)
+        for sel, est in runs:
+            report["embedded"] += evaluate(
+                x, entries, b, (50, 100), clipped=clipped, selection=sel, priors=nearest, estimator=est
+            )
+        texts.append(table(f"Embedded ({x.shape[0]} output entries, N = 160)", report["embedded"]))
+    text = "\n\n".join(texts)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
