@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -24,8 +25,12 @@ def test_version():
 def test_shell_completion_is_on():
     help_text = runner.invoke(app, ["--help"]).output
     assert "--install-completion" in help_text and "--show-completion" in help_text
+    # typer finds the shell among the process's parents: run it under bash (two commands, so bash does
+    # not exec into it), whatever launched pytest
     done = subprocess.run(
-        [sys.executable, "-m", "llkl_db.cli", "--show-completion", "bash"], capture_output=True, text=True
+        ["bash", "-c", f"{shlex.quote(sys.executable)} -m llkl_db.cli --show-completion; exit $?"],
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0 and "complete" in done.stdout and "COMP_WORDS" in done.stdout
 

@@ -126,6 +126,41 @@ def test_local_folder_loads_in_eval_mode_with_provenance(llama_folder):
     assert set(lm.provenance()) >= {"model_id", "revision", "model_sha", "n_params", "n_layers", "dtype", "device"}
 
 
+def test_a_local_folder_s_card_states_its_base_model(llama_folder):
+    assert load_model(str(llama_folder), device="cpu").base_model is None  # no card
+    card = hub.card_text("org/parent", "org/child", "A fine-tune.")
+    (llama_folder / "README.md").write_text(card)
+    assert load_model(str(llama_folder), device="cpu").base_model == "org/parent"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("---\nbase_model:\n- org/first\n- org/second\n---\n", "org/first"),  # the Hub's list form
+        ("# no front matter\n", None),
+        ("---\nbase_model: [unclosed\n---\n", None),  # YAML that does not parse
+        ("---\n- a list, not a mapping\n---\n", None),
+        ("---\nbase_model: 42\n---\n", None),
+        ("---\nbase_model: ''\n---\n", None),
+        ("---\nbase_model: !!python/object/apply:os.system ['echo hacked']\n---\n", None),  # safe_load only
+    ],
+)
+def test_hostile_local_cards_state_nothing(tmp_path, text, expected):
+    (tmp_path / "README.md").write_text(text)
+    assert hub.folder_base_model(tmp_path) == expected
+
+
+def test_unreadable_or_huge_local_cards_state_nothing(tmp_path):
+    (tmp_path / "README.md").write_bytes(b"---\nbase_model: \xff\xfe\x00\n---\n")
+    assert hub.folder_base_model(tmp_path) is None
+    padding = "x" * hub.MAX_CARD_BYTES
+    (tmp_path / "README.md").write_text(f"---\nbase_model: org/parent\n---\n{padding}")
+    assert hub.folder_base_model(tmp_path) is None
+    (tmp_path / "README.md").unlink()
+    (tmp_path / "README.md").mkdir()  # a folder where the card should be
+    assert hub.folder_base_model(tmp_path) is None
+
+
 def test_local_folder_in_bfloat16(llama_folder):
     lm = load_model(str(llama_folder), dtype="bfloat16", device="cpu")
     assert lm.dtype == "bfloat16"

@@ -1,4 +1,5 @@
-"""Hub metadata of a model repository: the commit a revision resolves to, and its card's base_model."""
+"""Hub metadata of a model repository: the commit a revision resolves to, and its card's base_model
+(on the Hub, or in a local folder's README.md)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,32 @@ def _base_model(card_data: object) -> str | None:
     if isinstance(value, list):
         value = value[0] if value else None
     return value if isinstance(value, str) and value else None
+
+
+CARD_FILE = "README.md"
+MAX_CARD_BYTES = 1_000_000  # model cards are a few kB; a larger file is not read
+
+
+def folder_base_model(folder: Path) -> str | None:
+    """The base_model a local model folder's card states (README.md front matter, as on the Hub,
+    and as transformers' Trainer writes it), best effort: None without a card or one that does not parse."""
+    from huggingface_hub.repocard import metadata_load
+
+    card = folder / CARD_FILE
+    try:
+        if not card.is_file() or card.stat().st_size > MAX_CARD_BYTES:
+            return None
+        return _base_model(metadata_load(card))
+    except Exception:  # noqa: BLE001 - a card that does not parse states nothing
+        return None
+
+
+def card_text(base_model: str, title: str, body: str) -> str:
+    """A model card (README.md) stating ``base_model`` in its front matter, as the Hub reads it."""
+    from huggingface_hub import ModelCardData
+
+    data = ModelCardData(base_model=base_model, library_name="transformers")
+    return f"---\n{data.to_yaml()}\n---\n\n# {title}\n\n{body}\n"
 
 
 def hub_info(repo_id: str, revision: str | None) -> HubInfo:

@@ -12,7 +12,7 @@ import torch
 from llkl_db.builders.models.devices import dtype_name, resolve_device, resolve_dtype
 from llkl_db.builders.models.failures import load_failure
 from llkl_db.builders.models.gguf_convert import convert_gguf, read_source
-from llkl_db.builders.models.hub import hub_info, snapshot_sha
+from llkl_db.builders.models.hub import folder_base_model, hub_info, snapshot_sha
 from llkl_db.builders.models.loaded import LoadedModel
 from llkl_db.builders.models.variants import apply_variant, check_variant, variant_load_kwargs
 from llkl_db.errors import LlklError
@@ -50,7 +50,7 @@ def _locate_folder(folder: Path) -> _Located:
         name, sha = source["gguf_file"], source.get("gguf_sha256")
         return _Located(str(folder), None, name, f"sha256:{sha}" if sha else None, "gguf", gguf_file=name)
     real = folder.resolve()
-    return _Located(str(real), None, str(real), snapshot_sha(real), "folder")
+    return _Located(str(real), None, str(real), snapshot_sha(real), "folder", folder_base_model(real))
 
 
 def _locate_hub(repo_id: str, revision: str | None, gguf_file: str | None) -> _Located:

@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 
-def save_checkpoint(model, tokenizer, folder: Path) -> None:
-    """Write ``model`` and ``tokenizer`` to ``folder`` (replacing it) so that a reader sees the
-    old folder or the complete new one."""
+def save_checkpoint(model, tokenizer, folder: Path, card: str | None = None) -> None:
+    """Write ``model`` and ``tokenizer`` (and a model card, README.md) to ``folder`` (replacing it)
+    so that a reader sees the old folder or the complete new one."""
     from transformers.utils import logging
 
     logging.disable_progress_bar()
@@ -19,6 +19,8 @@ def save_checkpoint(model, tokenizer, folder: Path) -> None:
         shutil.rmtree(tmp)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    if card is not None:
+        (tmp / "README.md").write_text(card, encoding="utf-8")
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llkl_db.builders.models.hub import card_text
 from llkl_db.builders.training.step import train_step
 from llkl_db.io.atomic import write_text_atomic
 
@@ -59,7 +60,11 @@ def finetune(spec: TrainingSpec, ft: Finetune, documents: list[str], threads: in
         log(f"{ft.name}: step {step}/{ft.steps}, loss {losses[-1]:.3f}, {time.perf_counter() - started:.0f} s")
     model.eval()
     out = spec.finetune_dir(ft)
-    save_checkpoint(model, tokenizer, out)
+    body = (
+        f"{ft.base_model} fine-tuned by `llkl-db train` for {ft.steps} steps on the {ft.domain} documents of the "
+        f"offline corpora ({ft.batch_size} x {ft.length} tokens a step, lr {ft.lr}, seed {ft.seed})."
+    )
+    save_checkpoint(model, tokenizer, out, card_text(ft.base_model, ft.model_id, body))
     record = {
         "model_id": ft.model_id,
         "base_model": ft.base_model,
