@@ -232,6 +232,27 @@ def test_a_verdict_never_contradicts_the_metadata():
     assert blind.parent is None and "no parent" in blind.text
 
 
+def test_a_stated_parent_is_the_checkpoint_not_its_quantized_copy():
+    from llkl_db.place.place import judge
+
+    # the fine-tune's nearest entry is its base's Q5_0 copy; the metadata say "fine-tune of o/base",
+    # so the verdict names o/base@main (3rd here) and quotes that entry's KL
+    query = _m("me/tuned", base="o/base")
+    metas = [_m("o/base", variant="q5_0"), _m("other/x"), _m("o/base"), _m("o/base", variant="q4_0")]
+    names = ["o/base@main:q5_0", "other/x@main", "o/base@main", "o/base@main:q4_0"]
+    kl, se = np.array([1.10, 1.15, 1.23, 1.4]), np.full(4, 0.09)
+    far = rel.calibrate({rel.UNRELATED: np.array([0.5, 1.0, 2.0, 4.0])})  # not confirmed by the KL
+    near = rel.calibrate({rel.UNRELATED: np.array([20.0, 30.0, 40.0, 50.0])})  # confirmed
+    for cal in (far, near):
+        _, verdict = judge(cal, "me/tuned", names, kl, se, 40, query_meta=query, candidate_meta=metas)
+        assert verdict.parent == verdict.candidate == "o/base@main" and verdict.relation == rel.FINE_TUNE
+        assert "o/base@main" in verdict.text and ":q5_0" not in verdict.text
+        assert "KL 1.23" in verdict.text.replace("(", "")
+    # without the checkpoint's own entry among the candidates, the copy is named
+    _, verdict = judge(far, "me/tuned", names[:2], kl[:2], se[:2], 40, query_meta=query, candidate_meta=metas[:2])
+    assert verdict.parent == "o/base@main:q5_0"
+
+
 def test_nearest_pair_priors_are_smoothed_and_optional():
     assert rel.nearest_priors([None, "logit-lens layer"]) == {}
     pri = rel.nearest_priors([rel.FINE_TUNE] * 10)

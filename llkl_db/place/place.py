@@ -201,8 +201,10 @@ def judge(
     stated = top.basis == "metadata" and top.relation in rel.DERIVED
     if p_corr >= SIGNIFICANCE:
         if stated:  # never contradict the metadata: say that the data do not confirm them
+            j = _stated_parent(found, candidate_meta)
+            best = candidates[j]
             text = (
-                f"{name}: {top.relation} of {best} according to the metadata; its KL ({kl[0]:.3g} ± {se[0]:.2g} "
+                f"{name}: {top.relation} of {best} according to the metadata; its KL ({kl[j]:.3g} ± {se[j]:.2g} "
                 f"bits/byte) does not confirm it: unrelated models come as close (p = {p_corr:.2g} after Sidak "
                 f"over {n_compared} entries)"
             )
@@ -213,15 +215,32 @@ def judge(
         )
         return found, Verdict(best, top.relation, top.confidence, top.basis, p, p_corr, n_compared, None, text)
     parent = best if top.relation in rel.DERIVED else None
+    j = _stated_parent(found, candidate_meta) if stated else 0  # the verdict quotes the named one's KL
+    if stated:
+        best = parent = candidates[j]
     hedge = "" if top.confidence >= CONFIDENT else " (uncertain)"
     second = sorted(top.posterior.items(), key=lambda kv: -kv[1])[1] if len(top.posterior) > 1 else None
     alt = f"; next: {second[0]} {second[1]:.0%}" if second else ""
     text = (
         f"{name}: {top.relation} of {best}{hedge}, confidence {top.confidence:.0%}{alt} "
-        f"(KL {kl[0]:.3g} ± {se[0]:.2g} bits/byte; unrelated: p = {p_corr:.2g}, Sidak over {n_compared} entries; "
+        f"(KL {kl[j]:.3g} ± {se[j]:.2g} bits/byte; unrelated: p = {p_corr:.2g}, Sidak over {n_compared} entries; "
         f"calibration: {top.basis})"
     )
     return found, Verdict(best, top.relation, top.confidence, top.basis, p, p_corr, n_compared, parent, text)
+
+
+def _stated_parent(found: list[rel.Relation], candidate_meta: list[dict] | None) -> int:
+    """Which candidate a metadata-stated derivation names: the nearest, or when that is a
+    quantized or cast copy (a variant) of a checkpoint, the checkpoint's own entry if it is among
+    the candidates with the same relation (a fine-tune of X, not of X's Q5_0)."""
+    if not candidate_meta or candidate_meta[0].get("variant") is None:
+        return 0
+    first = candidate_meta[0]
+    for j, (m, f) in enumerate(zip(candidate_meta, found, strict=True)):
+        same_checkpoint = m["model_id"] == first["model_id"] and m.get("revision") == first.get("revision")
+        if same_checkpoint and m.get("variant") is None and f.basis == "metadata" and f.relation == found[0].relation:
+            return j
+    return 0
 
 
 def place(
