@@ -199,9 +199,9 @@ def judge(
     best, top = candidates[0], found[0]
     p, p_corr = rel.provenance_p_value(calibration, float(kl[0]), n_compared)
     stated = top.basis == "metadata" and top.relation in rel.DERIVED
+    j = _stated_parent(found, candidate_meta) if stated else 0  # the entry the verdict names and quotes
     if p_corr >= SIGNIFICANCE:
         if stated:  # never contradict the metadata: say that the data do not confirm them
-            j = _stated_parent(found, candidate_meta)
             best = candidates[j]
             text = (
                 f"{name}: {top.relation} of {best} according to the metadata; its KL ({kl[j]:.3g} ± {se[j]:.2g} "
@@ -214,10 +214,8 @@ def judge(
             f"p = {p_corr:.2g} after Sidak over {n_compared} entries): no parent in this dataset"
         )
         return found, Verdict(best, top.relation, top.confidence, top.basis, p, p_corr, n_compared, None, text)
+    best = candidates[j]
     parent = best if top.relation in rel.DERIVED else None
-    j = _stated_parent(found, candidate_meta) if stated else 0  # the verdict quotes the named one's KL
-    if stated:
-        best = parent = candidates[j]
     hedge = "" if top.confidence >= CONFIDENT else " (uncertain)"
     second = sorted(top.posterior.items(), key=lambda kv: -kv[1])[1] if len(top.posterior) > 1 else None
     alt = f"; next: {second[0]} {second[1]:.0%}" if second else ""
