@@ -155,11 +155,16 @@ def synthetic(n_texts: int = 10_000, n_families: int = 16, seed: int = 0, tree: 
     return loglik, entries, float(lengths.mean())
 
 
+def kl_matrix(clipped: np.ndarray, mean_bytes: float) -> np.ndarray:
+    """KL in bits/byte on all N texts between every two rows of clipped log-likelihoods."""
+    variance = llmath.variance_matrix(llmath.prepare_clipped(clipped))
+    return llmath.kl.nats_to_bits_per_byte(variance / 2.0, mean_bytes)
+
+
 def relation_medians(loglik: np.ndarray, entries: pl.DataFrame, mean_bytes: float) -> dict[str, float]:
     """Median KL (bits/byte, all N texts) of each labelled setting of a dataset; variants one by
     one, unrelated pairs split into same and different model types."""
-    x = llmath.clip(loglik, llmath.clip_threshold(loglik))
-    full = llmath.variance_matrix(llmath.prepare_clipped(x)) / (2 * mean_bytes * np.log(2))
+    full = kl_matrix(llmath.clip(loglik, llmath.clip_threshold(loglik)), mean_bytes)
     variants = entries["variant"].to_list()
     types = entries["model_type"].to_list()
     out = {}
@@ -214,8 +219,7 @@ def evaluate(
         x = loglik.astype(np.float32)
     else:
         x = llmath.clip(loglik, llmath.clip_threshold(loglik))
-    prepared = llmath.prepare_clipped(x)
-    full = llmath.variance_matrix(prepared) / (2 * mean_bytes * np.log(2))  # KL bits/byte, all pairs
+    full = kl_matrix(x, mean_bytes)
     labelled = rel.labelled_pairs(entries)
     pair_kl = {cls: (a, b, full[a, b]) for cls, (a, b) in labelled.items()}
     frame = entries.select("model_id", "revision", "layer", "variant", "base_model", "model_type")

@@ -161,6 +161,14 @@ def test_unreadable_or_huge_local_cards_state_nothing(tmp_path):
     assert hub.folder_base_model(tmp_path) is None
 
 
+def test_local_cards_behind_links_state_nothing_they_should_not(tmp_path):
+    (tmp_path / "README.md").symlink_to(tmp_path / "README.md")  # a link to itself: a cycle
+    assert hub.folder_base_model(tmp_path) is None
+    (tmp_path / "README.md").unlink()
+    (tmp_path / "README.md").symlink_to("/dev/zero")  # endless bytes, not a file
+    assert hub.folder_base_model(tmp_path) is None
+
+
 def test_local_folder_in_bfloat16(llama_folder):
     lm = load_model(str(llama_folder), dtype="bfloat16", device="cpu")
     assert lm.dtype == "bfloat16"

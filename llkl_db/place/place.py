@@ -196,13 +196,13 @@ def judge(
         found = [rel.classify(calibration, float(v), float(s)) for v, s in zip(kl, se, strict=True)]
     if not candidates:
         return found, Verdict(None, rel.UNRELATED, 0.0, calibration.source, 1.0, 1.0, 0, None, "no entries to compare")
-    best, top = candidates[0], found[0]
+    top = found[0]
     p, p_corr = rel.provenance_p_value(calibration, float(kl[0]), n_compared)
     stated = top.basis == "metadata" and top.relation in rel.DERIVED
     j = _stated_parent(found, candidate_meta) if stated else 0  # the entry the verdict names and quotes
+    best = candidates[j]
     if p_corr >= SIGNIFICANCE:
         if stated:  # never contradict the metadata: say that the data do not confirm them
-            best = candidates[j]
             text = (
                 f"{name}: {top.relation} of {best} according to the metadata; its KL ({kl[j]:.3g} ± {se[j]:.2g} "
                 f"bits/byte) does not confirm it: unrelated models come as close (p = {p_corr:.2g} after Sidak "
@@ -214,7 +214,6 @@ def judge(
             f"p = {p_corr:.2g} after Sidak over {n_compared} entries): no parent in this dataset"
         )
         return found, Verdict(best, top.relation, top.confidence, top.basis, p, p_corr, n_compared, None, text)
-    best = candidates[j]
     parent = best if top.relation in rel.DERIVED else None
     hedge = "" if top.confidence >= CONFIDENT else " (uncertain)"
     second = sorted(top.posterior.items(), key=lambda kv: -kv[1])[1] if len(top.posterior) > 1 else None
